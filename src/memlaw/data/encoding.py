@@ -1,0 +1,119 @@
+"""Turn memory items into token sequences where only the answer tokens are supervised.
+
+The answer length ℓ of a data set is the number of supervised tokens, counted with the
+model's tokenizer; ``EncodedData.cut`` trims a data set to an exact ℓ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from memlaw.constants import DEFAULT_SYSTEM_PROMPT
+from memlaw.data.items import MemoryItem
+from memlaw.errors import MemlawInputError
+
+PROMPT_FORMATS = ("chat", "raw")
+
+
+@dataclass(frozen=True)
+class EncodedItem:
+    key: str
+    prompt_ids: tuple[int, ...]
+    answer_ids: tuple[int, ...]
+
+    @property
+    def sequence_length(self) -> int:
+        return len(self.prompt_ids) + len(self.answer_ids)
+
+
+@dataclass(frozen=True)
+class EncodedData:
+    items: tuple[EncodedItem, ...]
+
+    @property
+    def length(self) -> int:
+        """ℓ: supervised answer tokens over all items."""
+        return sum(len(item.answer_ids) for item in self.items)
+
+    @property
+    def max_sequence_length(self) -> int:
+        return max(item.sequence_length for item in self.items)
+
+    def cut(self, length: int) -> EncodedData:
+        """The first items holding exactly ``length`` answer tokens (the last one truncated)."""
+        if length <= 0:
+            raise MemlawInputError(f"length must be a positive number of tokens, got {length}")
+        if length > self.length:
+            raise MemlawInputError(f"length {length} is longer than the data ({self.length} answer tokens)")
+        kept: list[EncodedItem] = []
+        remaining = length
+        for item in self.items:
+            take = min(remaining, len(item.answer_ids))
+            kept.append(EncodedItem(item.key, item.prompt_ids, item.answer_ids[:take]))
+            remaining -= take
+            if remaining == 0:
+                break
+        return EncodedData(tuple(kept))
+
+
+def encode_items(
+    items: Sequence[MemoryItem],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    prompt_format: str = "chat",
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+) -> EncodedData:
+    """Tokenise prompts and answers separately, so the answer tokens are exactly the value's."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise MemlawInputError(f"unknown prompt format '{prompt_format}': use {' or '.join(PROMPT_FORMATS)}")
+    if prompt_format == "chat" and not tokenizer.chat_template:
+        raise MemlawInputError("this model's tokenizer has no chat template: use --prompt-format raw")
+    encoded = []
+    for item in items:
+        if prompt_format == "chat":
+            prompt = tokenizer(chat_prompt(tokenizer, item.key, system_prompt), add_special_tokens=False).input_ids
+        else:
+            prompt = tokenizer(item.key).input_ids
+        answer = item.value_ids if item.value_ids is not None else tokenizer(item.value, add_special_tokens=False).input_ids
+        encoded.append(EncodedItem(item.key, tuple(prompt), tuple(answer)))
+    return EncodedData(tuple(encoded))
+
+
+def chat_prompt(tokenizer: PreTrainedTokenizerBase, user: str, system_prompt: str | None) -> str:
+    """The chat template up to the assistant's turn, with the system message as in the reference."""
+    messages = [{"role": "user", "content": user}]
+    if system_prompt:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+@dataclass
+class Batch:
+    """Padded sequences; ``answer_mask`` marks positions that hold a supervised answer token."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    answer_mask: torch.Tensor
+    item_index: torch.Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.answer_mask, self.item_index)))
+
+
+def make_batch(data: EncodedData, indices: Sequence[int], pad_id: int) -> Batch:
+    """Right-padded prompt + answer sequences for teacher-forced passes."""
+    rows = [data.items[i] for i in indices]
+    width = max(item.sequence_length for item in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    answer = torch.zeros((len(rows), width), dtype=torch.bool)
+    for row, item in enumerate(rows):
+        prompt, size = len(item.prompt_ids), item.sequence_length
+        input_ids[row, :size] = torch.tensor(item.prompt_ids + item.answer_ids)
+        attention[row, :size] = 1
+        answer[row, prompt:size] = True
+    return Batch(input_ids, attention, answer, torch.tensor(list(indices), dtype=torch.long))

@@ -1,0 +1,19 @@
+"""Memory items: the key -> value pairs an adapter is asked to store verbatim."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MemoryItem:
+    """One key and the value to recall from it.
+
+    ``value_ids`` holds the exact answer tokens when the value was built in token space
+    (random tokens); decoding those to text and re-tokenising would not give them back, so
+    the encoder uses them directly and ``value`` is only their readable form.
+    """
+
+    key: str
+    value: str
+    value_ids: tuple[int, ...] | None = None
