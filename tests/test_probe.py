@@ -8,8 +8,21 @@ from memlaw.errors import MemlawInputError
 from memlaw.probe import ProbeConfig, build_data, run_probe
 
 REQUIRED_FIELDS = {
-    "initial_loss", "final_loss", "delta_loss", "frac_above_half", "certified", "certified_step", "exact_match",
-    "token_accuracy", "first_error", "trainable_params", "config", "placement", "length", "items", "loss_curve",
+    "initial_loss",
+    "final_loss",
+    "delta_loss",
+    "frac_above_half",
+    "certified",
+    "certified_step",
+    "exact_match",
+    "token_accuracy",
+    "first_error",
+    "trainable_params",
+    "config",
+    "placement",
+    "length",
+    "items",
+    "loss_curve",
 }
 
 
@@ -42,10 +55,16 @@ def test_certified_implies_greedy_exact_match_on_every_probe(tokenizer):
 
     outcomes = []
     for data, length, rank, epochs in [
-        ("longcontext", 12, 2, 30), ("longcontext", 16, 4, 80), ("longcontext", 40, 8, 60),
-        ("phonebook", 20, 8, 60), ("longcontext", 24, 1, 40), ("phonebook", 10, 4, 80),
+        ("longcontext", 12, 2, 30),
+        ("longcontext", 16, 4, 80),
+        ("longcontext", 40, 8, 60),
+        ("phonebook", 20, 8, 60),
+        ("longcontext", 24, 1, 40),
+        ("phonebook", 10, 4, 80),
     ]:
-        config = ProbeConfig(data=data, length=length, rank=rank, epochs=epochs, lr=2e-2, batch_size=2, prompt_format="raw")
+        config = ProbeConfig(
+            data=data, length=length, rank=rank, epochs=epochs, lr=2e-2, batch_size=2, prompt_format="raw"
+        )
         result = run_probe(config, build_tiny_model(tokenizer))
         outcomes.append(result)
         token_probs = [p for item in result.items for p in item["token_probs"]]
@@ -64,7 +83,14 @@ def test_result_json_has_the_documented_fields(tiny, detach, tmp_path):
     saved = json.loads((tmp_path / "r.json").read_text())
     assert REQUIRED_FIELDS <= set(saved)
     assert saved["config"]["ratio"] == 0.5 and saved["config"]["rank"] == 2
-    assert saved["placement"] == {"placement": "bypass", "rank": 2, "layer": 3, "init": "reference", "dropout": 0.0, "hidden_size": 64}
+    assert saved["placement"] == {
+        "placement": "bypass",
+        "rank": 2,
+        "layer": 3,
+        "init": "reference",
+        "dropout": 0.0,
+        "hidden_size": 64,
+    }
     (item,) = saved["items"]
     assert len(item["token_probs"]) == len(item["initial_token_probs"]) == 20
     assert saved["frac_above_half"] == pytest.approx(sum(p > 0.5 for p in item["token_probs"]) / 20)

@@ -4,4 +4,4 @@ from memlaw._version import __version__
 from memlaw.errors import MemlawInputError
 from memlaw.probe import ProbeConfig, ProbeResult, run_probe
 
-__all__ = ["MemlawInputError", "ProbeConfig", "ProbeResult", "run_probe", "__version__"]
+__all__ = ["MemlawInputError", "ProbeConfig", "ProbeResult", "__version__", "run_probe"]

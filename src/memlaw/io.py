@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,3 +24,20 @@ def write_json_atomic(path: str | Path, payload: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_dir_atomic(path: str | Path, fill: Callable[[Path], None]) -> None:
+    """Let ``fill`` write into a staging folder beside ``path``, then move it into place.
+
+    ``path`` must not exist or be empty, so nothing a user kept there is ever replaced.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        fill(staging)
+        if target.exists():
+            target.rmdir()  # fails (loudly) unless empty
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

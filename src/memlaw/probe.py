@@ -7,7 +7,6 @@ need; ``ProbeResult.to_dict`` is the documented JSON schema (docs/probe-result.m
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -167,11 +166,15 @@ class ProbeResult:
 
     def summary(self) -> str:
         lines = [
-            f"ℓ = {self.length} answer tokens in {self.num_items} item(s); {self.placement['placement']} rank "
-            f"{self.placement['rank']} ({self.trainable_params:,} trainable parameters); {self.steps} steps",
+            (
+                f"ℓ = {self.length} answer tokens in {self.num_items} item(s); {self.placement['placement']} rank "
+                f"{self.placement['rank']} ({self.trainable_params:,} trainable parameters); {self.steps} steps"
+            ),
             f"loss: initial {self.initial_loss:.4f} -> final {self.final_loss:.4f} nats/token (ΔL = {self.delta_loss:.4f})",
-            f"tokens with p > 0.5: {self.initial_frac_above_half:.1%} -> {self.frac_above_half:.1%}; "
-            f"teacher-forced argmax accuracy {self.argmax_accuracy:.1%}",
+            (
+                f"tokens with p > 0.5: {self.initial_frac_above_half:.1%} -> {self.frac_above_half:.1%}; "
+                f"teacher-forced argmax accuracy {self.argmax_accuracy:.1%}"
+            ),
             f"greedy recall: exact match {self.exact_match:.1%} of items, token accuracy {self.token_accuracy:.1%}",
         ]
         if self.certified:
@@ -180,18 +183,22 @@ class ProbeResult:
             stubborn = sum(len(item["stubborn_positions"]) for item in self.items)
             lines.append(f"not certified: {stubborn} stubborn token(s) with p <= 0.5")
         if self.first_error is not None:
-            lines.append(f"first greedy error: item {self.first_error['item']}, answer token {self.first_error['position']}")
+            lines.append(
+                f"first greedy error: item {self.first_error['item']}, answer token {self.first_error['position']}"
+            )
         return "\n".join(lines)
 
 
 def build_data(config: ProbeConfig, tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> EncodedData:
     """The encoded items of a probe, cut to exactly ``config.length`` answer tokens when given."""
-    encode = lambda items: encode_items(  # noqa: E731
+    encode = lambda items: encode_items(
         items, tokenizer, prompt_format=config.prompt_format, system_prompt=config.system_prompt
     )
     if config.data == "longcontext":
         text = read_text(config.text) if config.text else None
-        item = long_context_item(tokenizer, config.length, config.ratio, vocab_size=vocab_size, text=text, seed=config.data_seed)
+        item = long_context_item(
+            tokenizer, config.length, config.ratio, vocab_size=vocab_size, text=text, seed=config.data_seed
+        )
         return encode([item])
     if config.data == "phonebook":
         count = max(1, math.ceil(config.length / 10))
@@ -233,16 +240,23 @@ def run_probe(config: ProbeConfig, loaded: LoadedModel | None = None, *, progres
     data = build_data(config, tokenizer, int(model_config.vocab_size))
     check_fits(config, data, model_config)
     if loaded is None:
-        loaded = load_model(config.model, gguf_file=config.gguf_file, dtype=config.dtype, device=config.device, tokenizer=tokenizer)
+        loaded = load_model(
+            config.model, gguf_file=config.gguf_file, dtype=config.dtype, device=config.device, tokenizer=tokenizer
+        )
     model = loaded.model
     pad_id = tokenizer.pad_token_id
     adapter = config.attach(loaded)
-    measure = dict(pad_id=pad_id, batch_size=config.eval_batch_size, decode_batch_size=config.decode_batch_size)
+    measure = {"pad_id": pad_id, "batch_size": config.eval_batch_size, "decode_batch_size": config.decode_batch_size}
     with adapter.disabled():
         before = measure_recall(model, data, greedy=False, **measure)
     log = train_adapter(
-        adapter, data, make_objective(config.method), config.train_config(),
-        pad_id=pad_id, eval_batch_size=config.eval_batch_size, progress=progress,
+        adapter,
+        data,
+        make_objective(config.method),
+        config.train_config(),
+        pad_id=pad_id,
+        eval_batch_size=config.eval_batch_size,
+        progress=progress,
     )
     after = measure_recall(model, data, **measure)
     assert after.greedy is not None

@@ -11,6 +11,10 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from memlaw.cli.main import main
+from memlaw.measure import evaluate_tokens
+from memlaw.models import load_model
+from memlaw.placements import load_adapter
+from memlaw.probe import ProbeConfig, build_data
 
 
 def run_cli(capsys, *argv):
@@ -24,9 +28,27 @@ def run_cli(capsys, *argv):
 
 def test_probe_writes_result_and_peft_adapter(tiny_dir, tmp_path, capsys):
     code, out, err = run_cli(
-        capsys, "probe", "--model", tiny_dir, "--data", "phonebook", "--length", "30", "--rank", "4",
-        "--placement", "peft", "--layer", "1,2", "--epochs", "3", "--quiet",
-        "--out", str(tmp_path / "r.json"), "--save", str(tmp_path / "adapter"),
+        capsys,
+        "probe",
+        "--model",
+        tiny_dir,
+        "--data",
+        "phonebook",
+        "--length",
+        "30",
+        "--rank",
+        "4",
+        "--placement",
+        "peft",
+        "--layer",
+        "1,2",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--out",
+        str(tmp_path / "r.json"),
+        "--save",
+        str(tmp_path / "adapter"),
     )
     assert code == 0, err
     assert "ΔL =" in out and "greedy recall" in out
@@ -37,10 +59,45 @@ def test_probe_writes_result_and_peft_adapter(tiny_dir, tmp_path, capsys):
     assert sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) == result["trainable_params"]
 
 
+def test_saved_bypass_adapter_reproduces_the_reported_probabilities(tiny_dir, tmp_path, capsys):
+    code, _, err = run_cli(
+        capsys,
+        "probe",
+        "--model",
+        tiny_dir,
+        "--data",
+        "longcontext",
+        "--length",
+        "16",
+        "--rank",
+        "4",
+        "--epochs",
+        "20",
+        "--lr",
+        "0.02",
+        "--quiet",
+        "--out",
+        str(tmp_path / "r.json"),
+        "--save",
+        str(tmp_path / "bp"),
+    )
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    loaded = load_model(tiny_dir, device="cpu")
+    load_adapter(loaded.model, tmp_path / "bp")
+    data = build_data(
+        ProbeConfig(**json.loads((tmp_path / "bp" / "probe_config.json").read_text())), loaded.tokenizer, 49152
+    )
+    probs = evaluate_tokens(loaded.model, data, pad_id=loaded.tokenizer.pad_token_id).probs
+    assert probs.tolist() == pytest.approx(result["items"][0]["token_probs"], abs=2e-6)
+
+
 def test_yaml_config_with_command_line_override(tiny_dir, tmp_path, capsys):
     config = tmp_path / "probe.yaml"
     config.write_text(yaml.safe_dump({"model": tiny_dir, "data": "longcontext", "length": 12, "rank": 3, "epochs": 2}))
-    code, _, err = run_cli(capsys, "probe", "--config", str(config), "--rank", "5", "--quiet", "--out", str(tmp_path / "r.json"))
+    code, _, err = run_cli(
+        capsys, "probe", "--config", str(config), "--rank", "5", "--quiet", "--out", str(tmp_path / "r.json")
+    )
     assert code == 0, err
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["config"]["rank"] == 5 and result["config"]["length"] == 12 and result["length"] == 12
@@ -94,14 +151,17 @@ def test_save_into_a_non_empty_folder_is_refused_before_training(tiny_dir, tmp_p
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "keep.txt").write_text("mine")
     code, _, err = run_cli(capsys, "probe", "--model", tiny_dir, "--length", "8", "--save", str(tmp_path / "adapter"))
-    assert code == 2 and "not empty" in err
+    assert code == 2 and "not an empty folder" in err
     assert [p.name for p in (tmp_path / "adapter").iterdir()] == ["keep.txt"]
 
 
 def test_console_entry_point_runs(tiny_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "memlaw.cli.main", "probe", "--model", tiny_dir, "--length", "6", "--rank", "0"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "memlaw probe: error: rank must be a positive integer, got 0"

@@ -67,4 +67,3 @@ def test_bad_ratio_and_too_long_text(tokenizer):
         long_context_item(tokenizer, 10, 1.5, vocab_size=len(tokenizer))
     with pytest.raises(MemlawInputError, match="longer than the text"):
         long_context_item(tokenizer, 100, 0.5, vocab_size=len(tokenizer), text="only a few words")
-

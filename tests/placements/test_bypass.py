@@ -47,8 +47,10 @@ def test_adds_x_mlp_in_times_a_b_to_the_layer_output(tiny, detach, batch):
     block = decoder_layers(tiny.model)[layer]
     seen = {}
     block.mlp.register_forward_hook(lambda m, args, out: seen.__setitem__("x", args[0].detach()))
-    block.register_forward_hook(lambda m, args, out: seen.__setitem__("h", (out[0] if isinstance(out, tuple) else out).detach()))
-    run = lambda: tiny.model(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask)  # noqa: E731
+    block.register_forward_hook(
+        lambda m, args, out: seen.__setitem__("h", (out[0] if isinstance(out, tuple) else out).detach())
+    )
+    run = lambda: tiny.model(input_ids=inputs.input_ids, attention_mask=inputs.attention_mask)
     run()
     base_h = seen["h"]
     adapter = BypassConfig(rank=4, layer=layer, dropout=0.0).attach(tiny.model)

@@ -18,7 +18,9 @@ def randomise(adapter):
 
 
 def lora_layer_indices(model):
-    return sorted({int(name.split(".layers.")[1].split(".")[0]) for name, m in model.named_modules() if isinstance(m, LoraLayer)})
+    return sorted(
+        {int(name.split(".layers.")[1].split(".")[0]) for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+    )
 
 
 def test_trainable_params_and_layers(tiny, detach):

@@ -4,9 +4,9 @@ import torch
 from memlaw.data import encode_items, long_context_item
 from memlaw.errors import MemlawInputError
 from memlaw.measure import TokenLosses
+from memlaw.models import build_tiny_model
 from memlaw.placements import BypassConfig
 from memlaw.training import SFT, TrainConfig, train_adapter, weighted_loss
-from memlaw.models import build_tiny_model
 
 
 def random_tokens(tokenizer, length, seed=0):
@@ -15,7 +15,9 @@ def random_tokens(tokenizer, length, seed=0):
 
 
 def train(loaded, data, **settings):
-    adapter = BypassConfig(rank=4, dropout=settings.pop("dropout", 0.0)).attach(loaded.model, seed=settings.get("seed", 0))
+    adapter = BypassConfig(rank=4, dropout=settings.pop("dropout", 0.0)).attach(
+        loaded.model, seed=settings.get("seed", 0)
+    )
     log = train_adapter(adapter, data, SFT(), TrainConfig(**settings), pad_id=loaded.tokenizer.pad_token_id)
     return adapter, log
 
@@ -23,7 +25,7 @@ def train(loaded, data, **settings):
 def test_training_is_deterministic_for_a_seed(tokenizer):
     data = random_tokens(tokenizer, 24)
     runs = [train(build_tiny_model(tokenizer), data, epochs=15, seed=s, dropout=0.1) for s in (3, 3, 4)]
-    (a1, log1), (a2, log2), (a3, log3) = runs
+    (a1, log1), (a2, log2), (_a3, log3) = runs
     assert log1.loss_curve == log2.loss_curve
     assert torch.equal(a1.bypass.lora_B, a2.bypass.lora_B)
     assert log1.loss_curve != log3.loss_curve

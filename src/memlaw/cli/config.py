@@ -23,7 +23,9 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, helps: dic
     for f in fields(cls):
         flag = "--" + f.name.replace("_", "-")
         default = "" if f.default is MISSING else f" (default: {f.default})"
-        parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=helps.get(f.name, "") + default)
+        parser.add_argument(
+            flag, dest=f.name, default=None, metavar=f.name.upper(), help=helps.get(f.name, "") + default
+        )
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -117,5 +119,7 @@ def _describe(annotation: Any) -> str:
         elif typing.get_origin(option) is list:
             names.append(f"a list of {_describe(typing.get_args(option)[0])}")
         else:
-            names.append({int: "an integer", float: "a number", str: "text", bool: "true or false"}.get(option, str(option)))
+            names.append(
+                {int: "an integer", float: "a number", str: "text", bool: "true or false"}.get(option, str(option))
+            )
     return " or ".join(names)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 from memlaw.cli.config import add_dataclass_options, build_config, read_yaml
 from memlaw.errors import MemlawInputError
+from memlaw.io import write_dir_atomic, write_json_atomic
 from memlaw.probe import ProbeConfig, run_probe
 
 HELP = {
@@ -61,25 +60,22 @@ def run(args: argparse.Namespace) -> int:
     _quiet_libraries()
     config = build_config(ProbeConfig, read_yaml(args.config) if args.config else {}, cli_values)
     save = Path(args.save) if args.save else None
-    if save is not None and save.exists() and any(save.iterdir()):
-        raise MemlawInputError(f"--save folder {save} already exists and is not empty: choose a new folder")
+    if save is not None and save.exists() and (not save.is_dir() or any(save.iterdir())):
+        raise MemlawInputError(f"--save {save} already exists and is not an empty folder: choose a new folder")
     result = run_probe(config, progress=not args.quiet)
     print(result.summary())
     if args.out:
         result.save_json(args.out)
         print(f"result: {args.out}")
     if save is not None:
-        assert result.adapter is not None
-        staging = Path(tempfile.mkdtemp(prefix=f".{save.name}.", dir=save.parent.resolve() if save.parent.exists() else None))
-        try:
-            result.adapter.save_pretrained(staging)
-            (staging / "probe_config.json").write_text(__import__("json").dumps(asdict(config), indent=2) + "\n")
-            if save.exists():
-                save.rmdir()
-            save.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(staging), save)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        adapter = result.adapter
+        assert adapter is not None
+
+        def fill(folder: Path) -> None:
+            adapter.save_pretrained(folder)
+            write_json_atomic(folder / "probe_config.json", asdict(config))
+
+        write_dir_atomic(save, fill)
         print(f"adapter: {save}")
     return 0
 

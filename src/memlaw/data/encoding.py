@@ -78,7 +78,9 @@ def encode_items(
             prompt = tokenizer(chat_prompt(tokenizer, item.key, system_prompt), add_special_tokens=False).input_ids
         else:
             prompt = tokenizer(item.key).input_ids
-        answer = item.value_ids if item.value_ids is not None else tokenizer(item.value, add_special_tokens=False).input_ids
+        answer = (
+            item.value_ids if item.value_ids is not None else tokenizer(item.value, add_special_tokens=False).input_ids
+        )
         encoded.append(EncodedItem(item.key, tuple(prompt), tuple(answer)))
     return EncodedData(tuple(encoded))
 

@@ -28,7 +28,7 @@ Russell Ruth Ryan Samuel Sandra Sara Scott Sean Seth Sharon Shawn Sheila Shirley
 Stanley Stella Stephen Steven Susan Sylvia Tara Teresa Terry Theodore Thomas Timothy Tina Todd
 Tony Tracy Travis Trevor Tyler Valerie Vanessa Victor Victoria Vincent Virginia Walter Wanda
 Warren Wayne Wendy Wesley William Willie Yvonne Zachary Zoe
-""".split()
+""".split()  # noqa: SIM905 (a word list reads better as text)
 
 LAST_NAMES = """
 Abbott Acosta Adams Aguilar Alexander Allen Alvarez Anderson Andrews Armstrong Arnold Austin
@@ -54,7 +54,7 @@ Sims Smith Snyder Spencer Stanley Stephens Stevens Stewart Stone Sullivan Sutton
 Thomas Thompson Torres Tucker Turner Vargas Vasquez Wagner Walker Wallace Walsh Walters Ward
 Warren Washington Watkins Watson Weaver Webb Welch Wells West Wheeler White Williams Willis
 Wilson Wood Woods Wright Young
-""".split()
+""".split()  # noqa: SIM905 (a word list reads better as text)
 
 
 def phonebook_items(count: int, *, seed: int = 0) -> list[MemoryItem]:

@@ -57,4 +57,6 @@ def evaluate_tokens(model: PreTrainedModel, data: EncodedData, *, pad_id: int, b
     for start in range(0, len(data.items), batch_size):
         indices = range(start, min(start + batch_size, len(data.items)))
         parts.append(answer_token_losses(model, make_batch(data, indices, pad_id).to(model.device)))
-    return TokenLosses(*(torch.cat([getattr(p, f) for p in parts]).cpu() for f in ("losses", "correct", "item_index", "position")))
+    return TokenLosses(
+        *(torch.cat([getattr(p, f) for p in parts]).cpu() for f in ("losses", "correct", "item_index", "position"))
+    )

@@ -1,7 +1,14 @@
 """Loading frozen causal language models, and tiny random ones for tests."""
 
-from memlaw.models.loading import DEFAULT_MODEL, LoadedModel, load_model, load_tokenizer, resolve_device
-from memlaw.models.parts import default_layer, decoder_layers, num_layers
+from memlaw.models.loading import (
+    DEFAULT_MODEL,
+    LoadedModel,
+    load_model,
+    load_model_config,
+    load_tokenizer,
+    resolve_device,
+)
+from memlaw.models.parts import decoder_layers, default_layer, num_layers
 from memlaw.models.tiny import build_tiny_model
 
 __all__ = [
@@ -11,6 +18,7 @@ __all__ = [
     "decoder_layers",
     "default_layer",
     "load_model",
+    "load_model_config",
     "load_tokenizer",
     "num_layers",
     "resolve_device",

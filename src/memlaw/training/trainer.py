@@ -83,8 +83,8 @@ def train_adapter(
     step, epoch = 0, 0
     bar = tqdm(total=total, desc="training", unit="step", disable=not progress, leave=False)
     while step < total:
+        adapter.train(True)
         for indices in torch.randperm(len(data.items), generator=order_rng).split(config.batch_size):
-            adapter.train(True)
             tokens = answer_token_losses(model, make_batch(data, indices.tolist(), pad_id).to(model.device))
             loss = weighted_loss(tokens.losses, objective.weights(tokens).detach())
             optimizer.zero_grad(set_to_none=True)
