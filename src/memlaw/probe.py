@@ -22,6 +22,7 @@ from memlaw.data.encoding import EncodedData, encode_items
 from memlaw.data.files import load_items
 from memlaw.data.longcontext import long_context_item, read_text
 from memlaw.data.phonebook import phonebook_items
+from memlaw.engine.prefix_cache import build_prefix_cache
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_json_atomic
 from memlaw.measure.recall import RecallMeasurement, measure_recall
@@ -30,7 +31,7 @@ from memlaw.models.parts import check_layer_index
 from memlaw.placements import PLACEMENTS, Adapter, BypassConfig, PeftLoraConfig
 from memlaw.placements.peft_lora import DEFAULT_TARGET_MODULES
 from memlaw.training.objectives import make_objective
-from memlaw.training.trainer import TrainConfig, train_adapter
+from memlaw.training.trainer import TrainConfig, TrainLog, train_adapter
 
 GENERATORS = ("phonebook", "longcontext")
 SCHEMA_VERSION = 1
@@ -72,6 +73,8 @@ class ProbeConfig:
     seed: int = 0
     check_every: int = 1
     stop_when_certified: bool = False
+    # engine
+    prefix_cache: bool = True  # compute the frozen layers below the adapter once, not at every step
     # measurement
     eval_batch_size: int = 16
     decode_batch_size: int = 32
@@ -246,9 +249,17 @@ def run_probe(config: ProbeConfig, loaded: LoadedModel | None = None, *, progres
     model = loaded.model
     pad_id = tokenizer.pad_token_id
     adapter = config.attach(loaded)
-    measure = {"pad_id": pad_id, "batch_size": config.eval_batch_size, "decode_batch_size": config.decode_batch_size}
+    cache = None
+    if config.prefix_cache:
+        cache = build_prefix_cache(model, data, adapter.first_layer, pad_id=pad_id, batch_size=config.eval_batch_size)
+    measure = {
+        "pad_id": pad_id,
+        "batch_size": config.eval_batch_size,
+        "decode_batch_size": config.decode_batch_size,
+        "cache": cache,
+    }
     with adapter.disabled():
-        before = measure_recall(model, data, greedy=False, **measure)
+        (before,) = measure_recall(model, data, greedy=False, **measure)
     log = train_adapter(
         adapter,
         data,
@@ -256,9 +267,10 @@ def run_probe(config: ProbeConfig, loaded: LoadedModel | None = None, *, progres
         config.train_config(),
         pad_id=pad_id,
         eval_batch_size=config.eval_batch_size,
+        cache=cache,
         progress=progress,
     )
-    after = measure_recall(model, data, **measure)
+    (after,) = measure_recall(model, data, **measure)
     assert after.greedy is not None
     return ProbeResult(
         config=asdict(config),
@@ -274,7 +286,7 @@ def run_probe(config: ProbeConfig, loaded: LoadedModel | None = None, *, progres
         initial_argmax_accuracy=before.argmax_accuracy,
         argmax_accuracy=after.argmax_accuracy,
         certified=after.certified,
-        certified_step=log.certified_step if after.certified else None,
+        certified_step=_certified_step(log, after, config),
         exact_match=after.greedy.exact_match,
         token_accuracy=after.greedy.token_accuracy(after.lengths),
         first_error=after.greedy.first_error,
@@ -286,6 +298,13 @@ def run_probe(config: ProbeConfig, loaded: LoadedModel | None = None, *, progres
         memlaw_version=__version__,
         adapter=adapter,
     )
+
+
+def _certified_step(log: TrainLog, after: RecallMeasurement, config: ProbeConfig) -> int | None:
+    """The trainer's first certified step; the final measurement is the last (clean) check."""
+    if not after.certified or not config.check_every:
+        return None
+    return log.steps if log.certified_step is None else log.certified_step
 
 
 def _item_reports(data: EncodedData, before: RecallMeasurement, after: RecallMeasurement) -> list[dict[str, Any]]:

@@ -59,7 +59,9 @@ def test_weighted_loss_is_the_weighted_mean_and_zero_without_weights():
     zero = weighted_loss(losses, torch.zeros(3))
     zero.backward()
     assert zero.item() == 0 and torch.count_nonzero(losses.grad) == 0
-    tokens = TokenLosses(losses.detach(), torch.ones(3, dtype=torch.bool), torch.zeros(3), torch.arange(3))
+    tokens = TokenLosses(
+        losses.detach(), torch.ones(3, dtype=torch.bool), torch.zeros(3), torch.arange(3), torch.zeros(3)
+    )
     assert weighted_loss(losses, SFT().weights(tokens)).item() == pytest.approx(7 / 3)
 
 

@@ -40,6 +40,7 @@ HELP = {
     "seed": "seed of the adapter init, batch order and dropout",
     "check_every": "epochs between clean certification checks (0: never; certified_step stays null)",
     "stop_when_certified": "stop training as soon as every token has p > 0.5 (true/false)",
+    "prefix_cache": "compute the frozen layers below the adapter once instead of at every step (true/false)",
     "eval_batch_size": "items per teacher-forced measurement batch",
     "decode_batch_size": "items per greedy decoding batch",
 }

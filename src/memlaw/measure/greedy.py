@@ -9,15 +9,19 @@ from memlaw.data.encoding import EncodedData
 
 
 @torch.inference_mode()
-def greedy_answers(model: PreTrainedModel, data: EncodedData, *, pad_id: int, batch_size: int = 32) -> list[list[int]]:
-    """For every item, the first len(answer) tokens greedy decoding produces from its prompt.
+def greedy_answers(
+    model: PreTrainedModel, data: EncodedData, *, pad_id: int, batch_size: int = 32, copies: int = 1
+) -> list[list[list[int]]]:
+    """For every adapter copy and item, the first len(answer) tokens greedy decoding produces.
 
     Decoding never stops at EOS: an early EOS is itself an error at that position, and the
-    comparison needs a token for every answer position.
+    comparison needs a token for every answer position. With K stacked copies each batch
+    holds the same items K times, one block per copy.
     """
-    outputs: list[list[int]] = []
+    outputs: list[list[list[int]]] = [[] for _ in range(copies)]
     for start in range(0, len(data.items), batch_size):
-        rows = data.items[start : start + batch_size]
+        chunk = data.items[start : start + batch_size]
+        rows = chunk * copies
         width = max(len(item.prompt_ids) for item in rows)
         input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -33,5 +37,6 @@ def greedy_answers(model: PreTrainedModel, data: EncodedData, *, pad_id: int, ba
             eos_token_id=[],  # an empty list turns stopping off; None would fall back to the model's EOS
             pad_token_id=pad_id,
         )[:, width:].cpu()
-        outputs.extend(generated[row, : len(item.answer_ids)].tolist() for row, item in enumerate(rows))
+        for row, item in enumerate(rows):
+            outputs[row // len(chunk)].append(generated[row, : len(item.answer_ids)].tolist())
     return outputs

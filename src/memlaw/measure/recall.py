@@ -14,6 +14,7 @@ from transformers import PreTrainedModel
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.data.encoding import EncodedData
+from memlaw.engine.prefix_cache import PrefixCache
 from memlaw.measure.greedy import greedy_answers
 from memlaw.measure.teacher_forced import TokenLosses, evaluate_tokens
 
@@ -78,14 +79,18 @@ def measure_recall(
     batch_size: int = 16,
     decode_batch_size: int = 32,
     greedy: bool = True,
-) -> RecallMeasurement:
-    tokens = evaluate_tokens(model, data, pad_id=pad_id, batch_size=batch_size)
+    cache: PrefixCache | None = None,
+    copies: int = 1,
+) -> list[RecallMeasurement]:
+    """One measurement per adapter copy (a single adapter is one copy)."""
+    tokens = evaluate_tokens(model, data, pad_id=pad_id, batch_size=batch_size, cache=cache, copies=copies)
     lengths = [len(item.answer_ids) for item in data.items]
-    decoded = None
+    answers = [list(item.answer_ids) for item in data.items]
+    decoded: list[GreedyRecall | None] = [None] * copies
     if greedy:
-        generated = greedy_answers(model, data, pad_id=pad_id, batch_size=decode_batch_size)
-        decoded = compare_answers(generated, [list(item.answer_ids) for item in data.items])
-    return RecallMeasurement(tokens, lengths, decoded)
+        generated = greedy_answers(model, data, pad_id=pad_id, batch_size=decode_batch_size, copies=copies)
+        decoded = [compare_answers(outputs, answers) for outputs in generated]
+    return [RecallMeasurement(tokens.of_copy(j), lengths, decoded[j]) for j in range(copies)]
 
 
 def compare_answers(generated: list[list[int]], answers: list[list[int]]) -> GreedyRecall:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -25,6 +26,13 @@ class Adapter(ABC):
     #: Placement name recorded in results ("bypass", "peft").
     kind: str
     model: PreTrainedModel
+    #: Adapters trained side by side in one pass (``engine.stacked``); 1 for an ordinary adapter.
+    copies: int = 1
+
+    @property
+    @abstractmethod
+    def first_layer(self) -> int:
+        """Lowest decoder layer the adapter changes: everything below it is a frozen prefix."""
 
     @abstractmethod
     def parameters(self) -> list[nn.Parameter]:
@@ -33,6 +41,24 @@ class Adapter(ABC):
     @property
     def trainable_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    @property
+    @abstractmethod
+    def stochastic(self) -> bool:
+        """True when training forward passes are noisy (dropout), so they are no clean measurement."""
+
+    def clip_grad_norm_(self, max_norm: float) -> None:
+        """Clip the gradient of each copy to ``max_norm`` (of the one adapter, here)."""
+        torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
+
+    def snapshot_copies(self, copies: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Saved values of the given copies, for ``restore_copies`` after an optimizer step."""
+        return [(p, p.detach().clone()) for p in self.parameters()] if copies else []
+
+    def restore_copies(self, snapshot: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        with torch.no_grad():
+            for target, saved in snapshot:
+                target.copy_(saved)
 
     @abstractmethod
     @contextmanager

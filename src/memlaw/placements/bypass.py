@@ -84,6 +84,14 @@ class BypassAdapter(Adapter):
             return output
         return output + self.bypass(args[0]).to(output.dtype)
 
+    @property
+    def first_layer(self) -> int:
+        return int(self.config.layer)
+
+    @property
+    def stochastic(self) -> bool:
+        return self.config.dropout > 0
+
     def parameters(self) -> list[nn.Parameter]:
         return list(self.bypass.parameters())
 

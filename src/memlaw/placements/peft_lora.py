@@ -86,6 +86,14 @@ class PeftAdapter(Adapter):
         self.model = self.peft_model.get_base_model()
         self.train(False)
 
+    @property
+    def first_layer(self) -> int:
+        return 0 if self.config.layers == "all" else min(self.config.layers)
+
+    @property
+    def stochastic(self) -> bool:
+        return self.config.dropout > 0
+
     def parameters(self) -> list[nn.Parameter]:
         return [p for p in self.peft_model.parameters() if p.requires_grad]
 

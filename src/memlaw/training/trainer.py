@@ -10,9 +10,10 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from memlaw.constants import CERTIFY_LOSS
-from memlaw.data.encoding import EncodedData, make_batch
+from memlaw.data.encoding import EncodedData
+from memlaw.engine.prefix_cache import PrefixCache
 from memlaw.errors import MemlawInputError
-from memlaw.measure.teacher_forced import answer_token_losses, evaluate_tokens
+from memlaw.measure.teacher_forced import batch_token_losses, evaluate_tokens
 from memlaw.placements.base import Adapter
 from memlaw.training.objectives import Objective, weighted_loss
 
@@ -50,7 +51,7 @@ class TrainConfig:
 class TrainLog:
     steps: int
     loss_curve: list[float]  # mean answer-token cross-entropy of each step's batch (before its update)
-    certified_step: int | None  # first step after which a clean check found every p_t > 0.5
+    certified_step: int | None  # first step count after which a clean check found every p_t > 0.5
     stopped_early: bool
 
 
@@ -62,50 +63,100 @@ def train_adapter(
     *,
     pad_id: int,
     eval_batch_size: int = 16,
+    cache: PrefixCache | None = None,
     progress: bool = False,
 ) -> TrainLog:
-    """Train ``adapter`` on ``data``; deterministic on CPU for a fixed ``config.seed``.
+    """Train one adapter on ``data``; deterministic on CPU for a fixed ``config.seed``."""
+    (log,) = train_copies(
+        adapter, data, objective, config, pad_id=pad_id, eval_batch_size=eval_batch_size, cache=cache, progress=progress
+    )
+    return log
 
-    Certification is checked after every ``check_every`` epochs with a clean (dropout-free,
-    teacher-forced) pass over all items, so ``certified_step`` is exact when an epoch is one
-    step (one long sequence) and an epoch-granular upper bound otherwise.
+
+def train_copies(
+    adapter: Adapter,
+    data: EncodedData,
+    objective: Objective,
+    config: TrainConfig,
+    *,
+    pad_id: int,
+    seeds: list[int] | None = None,
+    eval_batch_size: int = 16,
+    cache: PrefixCache | None = None,
+    progress: bool = False,
+) -> list[TrainLog]:
+    """Train the ``adapter.copies`` copies of ``adapter`` together, each as if it were alone.
+
+    Copy j draws its batch order from ``seeds[j]`` (default: ``config.seed``); its batch rows
+    form block j of every step's batch, its loss is normalised over its own tokens and its
+    gradient clipped on its own, so it follows the trajectory it would follow alone.
+
+    Certification: a copy's clean check runs after an epoch in which every training batch of
+    that copy was already below ln 2 (a cheap trigger; without it a check would cost a forward
+    pass over all items per epoch). When an epoch is a single batch and the adapter has no
+    dropout, each step's forward pass *is* that check for the previous step, so
+    ``certified_step`` is exact; otherwise it is an upper bound at epoch granularity.
     """
-    model = adapter.model
-    params = adapter.parameters()
+    copies = adapter.copies
+    seeds = [config.seed] * copies if seeds is None else seeds
+    model, params = adapter.model, adapter.parameters()
     total = config.total_steps(len(data.items))
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=total)
     torch.manual_seed(config.seed)  # adapter dropout draws from the global generator
-    order_rng = torch.Generator().manual_seed(config.seed)
+    orders = [torch.Generator().manual_seed(seed) for seed in seeds]
+    forward_is_check = config.check_every > 0 and len(data.items) <= config.batch_size and not adapter.stochastic
 
-    curve: list[float] = []
-    certified_step: int | None = None
+    curves: list[list[float]] = [[] for _ in range(copies)]
+    certified: list[int | None] = [None] * copies
+    stopped = [False] * copies
     step, epoch = 0, 0
     bar = tqdm(total=total, desc="training", unit="step", disable=not progress, leave=False)
-    while step < total:
+    while step < total and not all(stopped):
         adapter.train(True)
-        for indices in torch.randperm(len(data.items), generator=order_rng).split(config.batch_size):
-            tokens = answer_token_losses(model, make_batch(data, indices.tolist(), pad_id).to(model.device))
-            loss = weighted_loss(tokens.losses, objective.weights(tokens).detach())
+        below = [True] * copies  # every batch of this epoch under the threshold, per copy
+        batches = zip(*(torch.randperm(len(data.items), generator=g).split(config.batch_size) for g in orders))
+        for per_copy in batches:
+            indices = [i for part in per_copy for i in part.tolist()]
+            tokens = batch_token_losses(model, data, indices, pad_id=pad_id, cache=cache, copies=copies)
+            weights = objective.weights(tokens).detach()
+            losses = []
+            for j in range(copies):
+                mine = tokens.copy == j
+                worst = float(tokens.losses[mine].detach().max())
+                below[j] = below[j] and worst < CERTIFY_LOSS
+                if forward_is_check and certified[j] is None and worst < CERTIFY_LOSS:
+                    certified[j] = step  # the parameters after ``step`` updates are certified
+                    stopped[j] = config.stop_when_certified
+                if not stopped[j]:
+                    curves[j].append(float(tokens.losses[mine].detach().mean()))
+                losses.append(weighted_loss(tokens.losses[mine], weights[mine]))
+            if all(stopped):
+                break
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            torch.stack(losses).sum().backward()
+            adapter.clip_grad_norm_(config.max_grad_norm)
+            frozen = adapter.snapshot_copies([j for j in range(copies) if stopped[j]])
             optimizer.step()
+            adapter.restore_copies(frozen)
             schedule.step()
             step += 1
-            curve.append(float(tokens.losses.detach().mean()))
             bar.update()
-            bar.set_postfix(loss=f"{curve[-1]:.3f}")
+            bar.set_postfix(loss=f"{curves[0][-1] if curves[0] else float('nan'):.3f}")
             if step >= total:
                 break
         epoch += 1
         adapter.train(False)
-        if config.check_every and (epoch % config.check_every == 0 or step >= total) and certified_step is None:
-            worst = float(evaluate_tokens(model, data, pad_id=pad_id, batch_size=eval_batch_size).losses.max())
-            if worst < CERTIFY_LOSS:
-                certified_step = step
-                if config.stop_when_certified:
-                    break
+        due = config.check_every and (epoch % config.check_every == 0 or step >= total)
+        pending = [j for j in range(copies) if certified[j] is None and below[j] and not stopped[j]]
+        if due and pending and not forward_is_check:
+            tokens = evaluate_tokens(model, data, pad_id=pad_id, batch_size=eval_batch_size, cache=cache, copies=copies)
+            for j in pending:
+                if float(tokens.of_copy(j).losses.max()) < CERTIFY_LOSS:
+                    certified[j] = step
+                    stopped[j] = config.stop_when_certified
     bar.close()
     adapter.train(False)
-    return TrainLog(step, curve, certified_step, stopped_early=step < total)
+    return [
+        TrainLog(len(curves[j]), curves[j], certified[j], stopped_early=len(curves[j]) < total) for j in range(copies)
+    ]

@@ -1,0 +1,1 @@
+"""The fast probe engine: a fused output head, a frozen-prefix cache, stacked adapters."""

@@ -1,0 +1,76 @@
+"""Output head and cross-entropy fused, in chunks: vocabulary-sized logits never all exist at once.
+
+For a frozen head the only gradient needed is d loss / d hidden = (softmax - onehot) · W,
+which is computed chunk by chunk during the forward pass and kept as an (N, d) tensor; the
+(N, V) logits and their gradient are never held in memory together, whatever N is. With K
+adapters trained in one pass, N = K · ℓ, and this is what keeps memory and memory traffic
+close to a single probe's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: Rows of logits per chunk: (256, 49152) float32 is 50 MB, small enough to stay cache-friendly.
+CHUNK_ROWS = 256
+
+
+class _FusedLinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, softcap, chunk):  # type: ignore[override]
+        rows = hidden.shape[0]
+        losses = torch.empty(rows, dtype=torch.float32, device=hidden.device)
+        correct = torch.empty(rows, dtype=torch.bool, device=hidden.device)
+        grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        for start in range(0, rows, chunk):
+            part = slice(start, start + chunk)
+            logits = _logits(hidden[part], weight, bias).float()
+            if softcap:
+                logits = torch.tanh(logits / softcap) * softcap
+            target = targets[part]
+            log_norm = torch.logsumexp(logits, dim=-1)
+            losses[part] = log_norm - logits.gather(1, target[:, None]).squeeze(1)
+            correct[part] = logits.argmax(dim=-1) == target
+            if grad_hidden is not None:
+                grad = torch.exp(logits - log_norm[:, None])  # softmax
+                grad[torch.arange(len(target), device=grad.device), target] -= 1
+                if softcap:  # chain rule through cap·tanh(z / cap)
+                    grad *= 1 - (logits / softcap) ** 2
+                grad_hidden[part] = grad.to(weight.dtype) @ weight
+        ctx.save_for_backward(grad_hidden if grad_hidden is not None else torch.empty(0))
+        ctx.mark_non_differentiable(correct)
+        return losses, correct
+
+    @staticmethod
+    def backward(ctx, grad_losses, grad_correct):  # type: ignore[override]
+        (grad_hidden,) = ctx.saved_tensors
+        return grad_hidden * grad_losses[:, None].to(grad_hidden.dtype), None, None, None, None, None
+
+
+def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    logits = hidden @ weight.T
+    return logits if bias is None else logits + bias
+
+
+def head_cross_entropy(
+    head: nn.Module,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    softcap: float | None = None,
+    chunk: int = CHUNK_ROWS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row cross-entropy (float32) of ``head(hidden)`` against ``targets``, and argmax == target.
+
+    Differentiable with respect to ``hidden``. A trainable head (a LoRA on ``lm_head``) takes the
+    plain path, since its weight gradient needs the full logits.
+    """
+    weight, bias = head.weight, getattr(head, "bias", None)
+    if not isinstance(head, nn.Linear) or weight.requires_grad or (bias is not None and bias.requires_grad):
+        logits = head(hidden).float()
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        losses = nn.functional.cross_entropy(logits, targets, reduction="none")
+        return losses, logits.argmax(dim=-1) == targets
+    return _FusedLinearCrossEntropy.apply(hidden, weight, bias, targets, softcap, chunk)
