@@ -2,6 +2,6 @@
 
 from memlaw._version import __version__
 from memlaw.errors import MemlawInputError
-from memlaw.probe import ProbeConfig, ProbeResult, run_probe
+from memlaw.probe import ProbeConfig, ProbeResult, run_probe, run_probes
 
-__all__ = ["MemlawInputError", "ProbeConfig", "ProbeResult", "__version__", "run_probe"]
+__all__ = ["MemlawInputError", "ProbeConfig", "ProbeResult", "__version__", "run_probe", "run_probes"]

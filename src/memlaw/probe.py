@@ -23,6 +23,7 @@ from memlaw.data.files import load_items
 from memlaw.data.longcontext import long_context_item, read_text
 from memlaw.data.phonebook import phonebook_items
 from memlaw.engine.prefix_cache import build_prefix_cache
+from memlaw.engine.stacked import StackedBypassAdapter
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_json_atomic
 from memlaw.measure.recall import RecallMeasurement, measure_recall
@@ -31,7 +32,7 @@ from memlaw.models.parts import check_layer_index
 from memlaw.placements import PLACEMENTS, Adapter, BypassConfig, PeftLoraConfig
 from memlaw.placements.peft_lora import DEFAULT_TARGET_MODULES
 from memlaw.training.objectives import make_objective
-from memlaw.training.trainer import TrainConfig, TrainLog, train_adapter
+from memlaw.training.trainer import TrainConfig, TrainLog, train_copies
 
 GENERATORS = ("phonebook", "longcontext")
 SCHEMA_VERSION = 1
@@ -234,7 +235,47 @@ def run_probe(config: ProbeConfig, loaded: LoadedModel | None = None, *, progres
     to give the base model back untouched. Without it, the data and placement are checked
     against the tokenizer and architecture before any weight is loaded, so bad input fails fast.
     """
-    started = time.perf_counter()
+    loaded, data = _prepare(config, loaded)
+    (result,) = _probe_together([config], loaded, data, progress=progress)
+    return result
+
+
+def run_probes(
+    configs: list[ProbeConfig], loaded: LoadedModel | None = None, *, max_copies: int = 8, progress: bool = False
+) -> list[ProbeResult]:
+    """Run many probes on one model, training up to ``max_copies`` bypass adapters per pass.
+
+    Probes that differ only in rank and seed share their data and every frozen weight, so they
+    train stacked (``engine.stacked``) and each gives the result it would give alone. Results
+    come back in the order of ``configs``, with their adapters detached (``adapter`` is None).
+    """
+    results: list[ProbeResult | None] = [None] * len(configs)
+    for group in stack_groups(configs, max_copies):
+        loaded, data = _prepare(configs[group[0]], loaded)
+        for index, result in zip(group, _probe_together([configs[i] for i in group], loaded, data, progress=progress)):
+            assert result.adapter is not None
+            result.adapter.remove()
+            result.adapter = None
+            results[index] = result
+    return [r for r in results if r is not None]
+
+
+def stack_groups(configs: list[ProbeConfig], max_copies: int) -> list[list[int]]:
+    """Indices of probes that can train stacked: bypass placements equal but for rank and seed."""
+    groups: dict[tuple, list[list[int]]] = {}
+    for index, config in enumerate(configs):
+        if config.placement != "bypass":
+            groups[("single", index)] = [[index]]
+            continue
+        key = tuple(sorted((k, repr(v)) for k, v in asdict(config).items() if k not in ("rank", "seed")))
+        chunks = groups.setdefault(key, [[]])
+        if len(chunks[-1]) == max_copies:
+            chunks.append([])
+        chunks[-1].append(index)
+    return [chunk for chunks in groups.values() for chunk in chunks]
+
+
+def _prepare(config: ProbeConfig, loaded: LoadedModel | None) -> tuple[LoadedModel, EncodedData]:
     if loaded is None:
         tokenizer = load_tokenizer(config.model, config.gguf_file)
         model_config = load_model_config(config.model, config.gguf_file)
@@ -246,9 +287,21 @@ def run_probe(config: ProbeConfig, loaded: LoadedModel | None = None, *, progres
         loaded = load_model(
             config.model, gguf_file=config.gguf_file, dtype=config.dtype, device=config.device, tokenizer=tokenizer
         )
-    model = loaded.model
-    pad_id = tokenizer.pad_token_id
-    adapter = config.attach(loaded)
+    return loaded, data
+
+
+def _probe_together(
+    configs: list[ProbeConfig], loaded: LoadedModel, data: EncodedData, *, progress: bool
+) -> list[ProbeResult]:
+    """Probes that share everything but rank and seed: one pass for all (stacked when K > 1)."""
+    started = time.perf_counter()
+    config, copies = configs[0], len(configs)
+    model, pad_id = loaded.model, loaded.tokenizer.pad_token_id
+    if copies == 1:
+        adapter = config.attach(loaded)
+    else:
+        bypasses = [BypassConfig(c.rank, c.layer, c.init, c.dropout) for c in configs]
+        adapter = StackedBypassAdapter(model, bypasses, [c.seed for c in configs])
     cache = None
     if config.prefix_cache:
         cache = build_prefix_cache(model, data, adapter.first_layer, pad_id=pad_id, batch_size=config.eval_batch_size)
@@ -258,26 +311,44 @@ def run_probe(config: ProbeConfig, loaded: LoadedModel | None = None, *, progres
         "decode_batch_size": config.decode_batch_size,
         "cache": cache,
     }
-    with adapter.disabled():
+    with adapter.disabled():  # the base model is the same for every copy: measure it once
         (before,) = measure_recall(model, data, greedy=False, **measure)
-    log = train_adapter(
+    logs = train_copies(
         adapter,
         data,
         make_objective(config.method),
         config.train_config(),
         pad_id=pad_id,
+        seeds=[c.seed for c in configs],
         eval_batch_size=config.eval_batch_size,
         cache=cache,
         progress=progress,
     )
-    (after,) = measure_recall(model, data, **measure)
+    afters = measure_recall(model, data, copies=copies, **measure)
+    seconds = (time.perf_counter() - started) / copies
+    return [
+        _result(c, adapter, j, data, before, after, log, seconds)
+        for j, (c, after, log) in enumerate(zip(configs, afters, logs, strict=True))
+    ]
+
+
+def _result(
+    config: ProbeConfig,
+    adapter: Adapter,
+    copy: int,
+    data: EncodedData,
+    before: RecallMeasurement,
+    after: RecallMeasurement,
+    log: TrainLog,
+    seconds: float,
+) -> ProbeResult:
     assert after.greedy is not None
     return ProbeResult(
         config=asdict(config),
-        placement=adapter.describe(),
+        placement=adapter.copy_describe(copy),
         length=data.length,
         num_items=len(data.items),
-        trainable_params=adapter.trainable_params,
+        trainable_params=adapter.copy_trainable_params(copy),
         initial_loss=before.loss,
         final_loss=after.loss,
         delta_loss=before.loss - after.loss,
@@ -294,7 +365,7 @@ def run_probe(config: ProbeConfig, loaded: LoadedModel | None = None, *, progres
         stopped_early=log.stopped_early,
         loss_curve=log.loss_curve,
         items=_item_reports(data, before, after),
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         memlaw_version=__version__,
         adapter=adapter,
     )

@@ -14,9 +14,8 @@ from memlaw.probe import ProbeConfig, run_probe
 @pytest.mark.parametrize(("placement", "layer"), [("bypass", 2), ("bypass", 4), ("peft", 3), ("peft", [2, 4])], ids=str)
 def test_cached_probe_equals_the_plain_probe(tokenizer, placement, layer):
     # PhoneBook entries differ in key length, so shuffled batches pad differently every epoch
-    settings = dict(
-        data="phonebook", length=40, rank=4, placement=placement, layer=layer, epochs=6, batch_size=3, lr=2e-2
-    )
+    settings = {"data": "phonebook", "length": 40, "rank": 4, "placement": placement, "layer": layer}
+    settings.update(epochs=6, batch_size=3, lr=2e-2)
     results = []
     for cached in (False, True):
         loaded = build_tiny_model(tokenizer, num_layers=6)

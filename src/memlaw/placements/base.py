@@ -70,8 +70,8 @@ class Adapter(ABC):
         """Switch the adapter's own dropout; the base model always stays in eval mode."""
 
     @abstractmethod
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write the adapter so that ``load_adapter`` (or PEFT) can attach it again."""
+    def save_pretrained(self, directory: str | Path, copy: int = 0) -> None:
+        """Write the adapter (copy ``copy`` of a stack) so that ``load_adapter`` (or PEFT) can attach it."""
 
     @abstractmethod
     def remove(self) -> PreTrainedModel:
@@ -80,6 +80,13 @@ class Adapter(ABC):
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """Everything that defines the placement, for results and saved files."""
+
+    def copy_describe(self, copy: int) -> dict[str, Any]:
+        """``describe`` of one copy; an ordinary adapter is its own only copy."""
+        return self.describe()
+
+    def copy_trainable_params(self, copy: int) -> int:
+        return self.trainable_params
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:

@@ -65,6 +65,14 @@ class LowRankBypass(nn.Module):
         return self.dropout((x.to(self.lora_A.dtype) @ self.lora_A) @ self.lora_B)
 
 
+def save_bypass(directory: str | Path, description: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """A bypass adapter's files: its description as JSON and ``lora_A``/``lora_B`` as safetensors."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, out / WEIGHTS_FILE)
+    (out / CONFIG_FILE).write_text(json.dumps(description, indent=2) + "\n")
+
+
 class BypassAdapter(Adapter):
     kind = "bypass"
 
@@ -106,12 +114,8 @@ class BypassAdapter(Adapter):
     def train(self, mode: bool = True) -> None:
         self.bypass.train(mode)
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        tensors = {name: p.detach().cpu().contiguous() for name, p in self.bypass.named_parameters()}
-        save_file(tensors, out / WEIGHTS_FILE)
-        (out / CONFIG_FILE).write_text(json.dumps(self.describe(), indent=2) + "\n")
+    def save_pretrained(self, directory: str | Path, copy: int = 0) -> None:
+        save_bypass(directory, self.describe(), dict(self.bypass.named_parameters()))
 
     @classmethod
     def from_pretrained(cls, model: PreTrainedModel, directory: str | Path, config: dict[str, Any]) -> BypassAdapter:

@@ -108,7 +108,7 @@ class PeftAdapter(Adapter):
             if name.split(".")[-1] == "lora_dropout":
                 module.train(mode)
 
-    def save_pretrained(self, directory: str | Path) -> None:
+    def save_pretrained(self, directory: str | Path, copy: int = 0) -> None:
         self.peft_model.save_pretrained(str(directory))
 
     def remove(self) -> PreTrainedModel:

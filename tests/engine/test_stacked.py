@@ -1,0 +1,99 @@
+import pytest
+import torch
+
+from memlaw.measure import evaluate_tokens
+from memlaw.models import build_tiny_model
+from memlaw.placements import load_adapter
+from memlaw.probe import ProbeConfig, build_data, run_probe, run_probes, stack_groups
+
+
+def assert_same_result(stacked, alone):
+    assert stacked.trainable_params == alone.trainable_params
+    assert stacked.placement == alone.placement
+    assert stacked.initial_loss == pytest.approx(alone.initial_loss, rel=1e-6)
+    assert stacked.final_loss == pytest.approx(alone.final_loss, rel=1e-3, abs=1e-5)
+    assert stacked.delta_loss == pytest.approx(alone.delta_loss, rel=1e-4)
+    assert stacked.loss_curve == pytest.approx(alone.loss_curve, rel=1e-3, abs=1e-5)
+    for a, b in zip(stacked.items, alone.items, strict=True):
+        assert a["token_probs"] == pytest.approx(b["token_probs"], abs=1e-4)
+    assert (stacked.certified, stacked.certified_step, stacked.steps) == (
+        alone.certified,
+        alone.certified_step,
+        alone.steps,
+    )
+    assert stacked.exact_match == alone.exact_match
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_stacked_copies_give_the_results_they_give_alone(tokenizer, cache):
+    # several batches per epoch, so each copy's own seeded shuffle matters
+    base = {"data": "phonebook", "length": 40, "epochs": 8, "batch_size": 2, "lr": 2e-2, "prefix_cache": cache}
+    configs = [ProbeConfig(**base, rank=r, seed=s) for r, s in [(1, 0), (4, 0), (4, 1), (8, 2)]]
+    stacked = run_probes(configs, build_tiny_model(tokenizer))
+    for config, result in zip(configs, stacked, strict=True):
+        alone = run_probe(config, build_tiny_model(tokenizer))
+        assert_same_result(result, alone)
+
+
+def test_stacked_copies_stop_at_their_own_certification(tokenizer):
+    base = {"data": "longcontext", "length": 16, "epochs": 150, "lr": 2e-2, "stop_when_certified": True}
+    configs = [ProbeConfig(**base, rank=r) for r in (2, 4, 8)]  # rank 2 never certifies here
+    stacked = run_probes(configs, build_tiny_model(tokenizer))
+    assert [r.certified for r in stacked] == [False, True, True] and stacked[1].steps != stacked[2].steps
+    for config, result in zip(configs, stacked, strict=True):
+        assert_same_result(result, run_probe(config, build_tiny_model(tokenizer)))
+
+
+def test_a_stacked_copy_saves_as_a_lone_bypass_adapter(tokenizer, tmp_path):
+    base = {"data": "longcontext", "length": 12, "epochs": 10, "lr": 2e-2}
+    configs = [ProbeConfig(**base, rank=r) for r in (2, 5)]
+    loaded = build_tiny_model(tokenizer)
+    from memlaw.probe import _probe_together
+
+    data = build_data(configs[0], tokenizer, len(tokenizer))
+    results = _probe_together(configs, loaded, data, progress=False)
+    results[1].adapter.save_pretrained(tmp_path / "copy1", copy=1)
+    results[1].adapter.remove()
+    fresh = build_tiny_model(tokenizer)
+    adapter = load_adapter(fresh.model, tmp_path / "copy1")
+    assert adapter.describe() == results[1].placement and adapter.trainable_params == 2 * 64 * 5
+    probs = evaluate_tokens(fresh.model, data, pad_id=tokenizer.pad_token_id).probs
+    assert probs.tolist() == pytest.approx(results[1].items[0]["token_probs"], abs=1e-5)
+
+
+def test_stack_groups():
+    pb = {"data": "phonebook", "length": 10}
+    configs = [
+        ProbeConfig(**pb, rank=1),
+        ProbeConfig(**pb, rank=2, seed=3),
+        ProbeConfig(**pb, rank=4, placement="peft"),
+        ProbeConfig(data="phonebook", length=20, rank=1),
+        ProbeConfig(**pb, rank=8),
+    ]
+    assert sorted(stack_groups(configs, max_copies=8)) == [[0, 1, 4], [2], [3]]
+    assert sorted(stack_groups(configs, max_copies=2)) == [[0, 1], [2], [3], [4]]
+
+
+def test_per_copy_gradient_clipping_matches_torch(tokenizer):
+    from memlaw.engine.stacked import StackedBypassAdapter
+    from memlaw.placements import BypassConfig
+
+    model = build_tiny_model(tokenizer).model
+    stack = StackedBypassAdapter(model, [BypassConfig(rank=2), BypassConfig(rank=3)], [0, 1])
+    generator = torch.Generator().manual_seed(0)
+    for p in stack.parameters():
+        p.grad = torch.randn(p.shape, generator=generator)
+    stack.lora_A.grad[:, :, 2:][0] = 0  # copy 0 has rank 2: its padding carries no gradient
+    stack.lora_B.grad[0, 2:, :] = 0
+    expected = []
+    for j, rank in enumerate((2, 3)):
+        a = stack.lora_A.grad[j, :, :rank].clone().requires_grad_()
+        b = stack.lora_B.grad[j, :rank, :].clone().requires_grad_()
+        ga, gb = a.detach().clone(), b.detach().clone()
+        a.grad, b.grad = ga, gb
+        torch.nn.utils.clip_grad_norm_([a, b], 0.5)
+        expected.append((a.grad, b.grad))
+    stack.clip_grad_norm_(0.5)
+    for j, rank in enumerate((2, 3)):
+        assert torch.allclose(stack.lora_A.grad[j, :, :rank], expected[j][0], atol=1e-6)
+        assert torch.allclose(stack.lora_B.grad[j, :rank, :], expected[j][1], atol=1e-6)
