@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Rows of logits per chunk: (256, 49152) float32 is 50 MB, small enough to stay cache-friendly.
-CHUNK_ROWS = 256
+#: Rows of logits per chunk: (512, 49152) float32 is 100 MB. Fewer rows re-read the head weight more
+#: often per row (measured on 2 CPU cores: 1.5 ms per row at 32 rows, 0.84 ms at 512).
+CHUNK_ROWS = 512
 
 
 class _FusedLinearCrossEntropy(torch.autograd.Function):
@@ -23,20 +24,28 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         losses = torch.empty(rows, dtype=torch.float32, device=hidden.device)
         correct = torch.empty(rows, dtype=torch.bool, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        # One logits buffer reused by every chunk, everything in place: on CPU a fresh 100 MB
+        # tensor per chunk costs more in page faults than the arithmetic on it.
+        buffer = torch.empty((min(chunk, rows), weight.shape[0]), dtype=torch.float32, device=hidden.device)
         for start in range(0, rows, chunk):
-            part = slice(start, start + chunk)
-            logits = _logits(hidden[part], weight, bias).float()
-            if softcap:
-                logits = torch.tanh(logits / softcap) * softcap
+            part = slice(start, min(start + chunk, rows))
             target = targets[part]
-            log_norm = torch.logsumexp(logits, dim=-1)
-            losses[part] = log_norm - logits.gather(1, target[:, None]).squeeze(1)
-            correct[part] = logits.argmax(dim=-1) == target
+            logits = buffer[: part.stop - start]
+            _logits_into(logits, hidden[part], weight, bias)
+            if softcap:
+                capped = torch.tanh(logits / softcap)
+                logits.copy_(capped).mul_(softcap)
+            top, best = logits.max(dim=-1)
+            correct[part] = best == target
+            logits.sub_(top[:, None])
+            target_logit = logits.gather(1, target[:, None]).squeeze(1)
+            total = logits.exp_().sum(dim=-1)
+            losses[part] = torch.log(total) - target_logit
             if grad_hidden is not None:
-                grad = torch.exp(logits - log_norm[:, None])  # softmax
+                grad = logits.div_(total[:, None])  # softmax
                 grad[torch.arange(len(target), device=grad.device), target] -= 1
                 if softcap:  # chain rule through cap·tanh(z / cap)
-                    grad *= 1 - (logits / softcap) ** 2
+                    grad *= 1 - capped**2
                 grad_hidden[part] = grad.to(weight.dtype) @ weight
         ctx.save_for_backward(grad_hidden if grad_hidden is not None else torch.empty(0))
         ctx.mark_non_differentiable(correct)
@@ -48,9 +57,14 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         return grad_hidden * grad_losses[:, None].to(grad_hidden.dtype), None, None, None, None, None
 
 
-def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    logits = hidden @ weight.T
-    return logits if bias is None else logits + bias
+def _logits_into(out: torch.Tensor, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """Logits in the head's own precision, written into the float32 buffer ``out``."""
+    if weight.dtype != out.dtype:  # a bf16/fp16 head: multiply in its dtype, as the plain head would
+        out.copy_(nn.functional.linear(hidden, weight, bias))
+    elif bias is None:
+        torch.mm(hidden, weight.T, out=out)
+    else:
+        torch.addmm(bias, hidden, weight.T, out=out)
 
 
 def head_cross_entropy(
