@@ -19,9 +19,12 @@ after another, and peak resident memory above the loaded model. Run:
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import re
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -29,7 +32,7 @@ from transformers import get_linear_schedule_with_warmup
 from transformers.utils import logging
 
 from memlaw.data import make_batch
-from memlaw.engine.prefix_cache import PrefixCache
+from memlaw.engine.prefix_cache import build_prefix_cache
 from memlaw.engine.stacked import StackedBypassAdapter
 from memlaw.models import load_model
 from memlaw.placements import BypassConfig
@@ -40,8 +43,18 @@ from memlaw.training.trainer import train_copies
 RANKS = [1, 2, 4, 8, 16, 32, 64, 128]
 
 
+LIBC = ctypes.CDLL("libc.so.6")
+
+
 def peak_rss_reset() -> None:
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM, the peak resident set
+    """Hand freed heap memory back to the OS, then reset the peak resident set (VmHWM).
+
+    Without the trim, a run could reuse memory an earlier run left resident and its peak
+    would not show it.
+    """
+    gc.collect()
+    LIBC.malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def rss(field: str) -> float:
@@ -51,8 +64,8 @@ def rss(field: str) -> float:
 
 def timed(fn) -> tuple[float, float]:
     """(seconds, peak MB above the resident set before) of one call."""
-    before = rss("VmRSS")
     peak_rss_reset()
+    before = rss("VmRSS")
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started, rss("VmHWM") - before
@@ -67,7 +80,9 @@ def reference_steps(model, adapter, data, pad_id: int, steps: int) -> None:
     schedule = get_linear_schedule_with_warmup(optimizer, 0, steps)
     for _ in range(steps):
         adapter.train(True)
-        loss = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=labels, use_cache=False).loss
+        loss = model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=labels, use_cache=False
+        ).loss
         with adapter.disabled():
             reference = model(
                 input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=labels, use_cache=False
@@ -77,12 +92,21 @@ def reference_steps(model, adapter, data, pad_id: int, steps: int) -> None:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         schedule.step()
-        float(loss), float(reference)  # the reference writes both to its CSV every step
+        loss.item(), reference.item()  # the reference writes both to its CSV every step
 
 
 def memlaw_steps(adapter, data, pad_id: int, steps: int, cache, seeds=None) -> None:
     config = TrainConfig(steps=steps, batch_size=len(data.items), check_every=0)
     train_copies(adapter, data, SFT(), config, pad_id=pad_id, cache=cache, seeds=seeds)
+
+
+def cached_run(adapter, data, pad_id: int, steps: int) -> tuple[float, float, float]:
+    """(seconds to build the prefix cache, seconds and peak MB of ``steps`` training steps)."""
+    started = time.perf_counter()
+    cache = build_prefix_cache(adapter.model, data, adapter, pad_id=pad_id)
+    build = time.perf_counter() - started
+    seconds, peak = timed(partial(memlaw_steps, adapter, data, pad_id, steps, cache))
+    return build, seconds, peak
 
 
 def flop_shares(model, data) -> dict[str, float]:
@@ -123,33 +147,35 @@ def main() -> None:
         for name, flops in shares.items():
             print(f"  {name:24s} {flops / 1e9:7.2f}  ({flops / total:5.1%} of a full pass)")
 
-        runs: dict[str, list[float]] = {"reference": [], "cache build": [], "memlaw": [], "one by one": [], "stacked": []}
+        runs: dict[str, list[float]] = {
+            "reference": [],
+            "cache build": [],
+            "memlaw": [],
+            "one by one": [],
+            "stacked": [],
+        }
         memory: dict[str, list[float]] = {"reference": [], "memlaw": [], "stacked": []}
         for _ in range(args.repeats):
             adapter = BypassConfig(rank=8).attach(model)
-            seconds, peak = timed(lambda: reference_steps(model, adapter, data, pad_id, args.steps))
+            seconds, peak = timed(partial(reference_steps, model, adapter, data, pad_id, args.steps))
+            adapter.remove()
             runs["reference"].append(seconds / args.steps)
             memory["reference"].append(peak)
-            adapter.remove()
-
-            holder = {}
-            seconds, _ = timed(lambda: holder.setdefault("c", PrefixCache(model, data, 20, pad_id=pad_id)))
-            cache = holder["c"]
-            runs["cache build"].append(seconds)
 
             one_by_one = 0.0
             for rank in RANKS:
                 adapter = BypassConfig(rank=rank).attach(model)
-                seconds, peak = timed(lambda: memlaw_steps(adapter, data, pad_id, args.steps, cache))
+                build, seconds, peak = cached_run(adapter, data, pad_id, args.steps)
                 adapter.remove()
                 one_by_one += seconds / args.steps
                 if rank == 8:
+                    runs["cache build"].append(build)
                     runs["memlaw"].append(seconds / args.steps)
                     memory["memlaw"].append(peak)
             runs["one by one"].append(one_by_one)
 
             stack = StackedBypassAdapter(model, [BypassConfig(rank=r) for r in RANKS], [0] * len(RANKS))
-            seconds, peak = timed(lambda: memlaw_steps(stack, data, pad_id, args.steps, cache))
+            _, seconds, peak = cached_run(stack, data, pad_id, args.steps)
             stack.remove()
             runs["stacked"].append(seconds / args.steps)
             memory["stacked"].append(peak)
@@ -159,15 +185,21 @@ def main() -> None:
         k = len(RANKS)
         print(f"seconds per training step (median of {args.repeats}; {args.steps} steps each):")
         print(f"  reference-style loop, one adapter   {med['reference']:.3f}")
-        print(f"  memlaw, one cached adapter          {med['memlaw']:.3f}   (prefix cache built once: {med['cache build']:.3f} s)")
+        print(
+            f"  memlaw, one cached adapter          {med['memlaw']:.3f}   (prefix cache built once: {med['cache build']:.3f} s)"
+        )
         print(f"  memlaw, {k} cached adapters in turn  {med['one by one']:.3f}")
         print(f"  memlaw, {k} adapters stacked         {med['stacked']:.3f}")
         print(f"speedup per probe: {med['reference'] / med['memlaw']:.2f}x")
         print(f"speedup per {k}-rank sweep (ranks {RANKS}): {k * med['reference'] / med['stacked']:.2f}x")
-        print(f"stacking vs cached one by one: {med['one by one'] / med['stacked']:.2f}x (>1: stacking is faster per adapter)")
+        print(
+            f"stacking vs cached one by one: {med['one by one'] / med['stacked']:.2f}x (>1: stacking is faster per adapter)"
+        )
         print("peak resident memory above the loaded model during training (MB, median):")
-        print(f"  reference {mem['reference']:.0f}, memlaw single {mem['memlaw']:.0f}, stacked {k}: {mem['stacked']:.0f} "
-              f"({mem['stacked'] / max(mem['memlaw'], 1):.2f}x single)")
+        print(
+            f"  reference {mem['reference']:.0f}, memlaw single {mem['memlaw']:.0f}, stacked {k}: {mem['stacked']:.0f} "
+            f"({mem['stacked'] / max(mem['memlaw'], 1):.2f}x single)"
+        )
 
 
 if __name__ == "__main__":

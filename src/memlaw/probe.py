@@ -304,7 +304,7 @@ def _probe_together(
         adapter = StackedBypassAdapter(model, bypasses, [c.seed for c in configs])
     cache = None
     if config.prefix_cache:
-        cache = build_prefix_cache(model, data, adapter.first_layer, pad_id=pad_id, batch_size=config.eval_batch_size)
+        cache = build_prefix_cache(model, data, adapter, pad_id=pad_id, batch_size=config.eval_batch_size)
     measure = {
         "pad_id": pad_id,
         "batch_size": config.eval_batch_size,

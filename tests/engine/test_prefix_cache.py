@@ -8,6 +8,7 @@ from memlaw.engine import prefix_cache
 from memlaw.engine.prefix_cache import PrefixCache, build_prefix_cache
 from memlaw.measure import evaluate_tokens
 from memlaw.models import build_tiny_model
+from memlaw.placements import BypassConfig, PeftLoraConfig
 from memlaw.probe import ProbeConfig, run_probe
 
 
@@ -43,12 +44,25 @@ def test_replay_leaves_the_model_as_it_was(tiny):
     assert torch.equal(evaluate_tokens(tiny.model, data, pad_id=pad).losses, plain)
 
 
-def test_no_cache_without_a_frozen_prefix_or_without_memory(tiny, monkeypatch, caplog):
+def test_which_prefix_is_cached(tiny, detach):
     data = encode_items(phonebook_items(2, seed=1), tiny.tokenizer)
     pad = tiny.tokenizer.pad_token_id
-    assert build_prefix_cache(tiny.model, data, 0, pad_id=pad) is None
-    assert build_prefix_cache(tiny.model, data, 2, pad_id=pad) is not None
+    everywhere = PeftLoraConfig(rank=2, layers="all").attach(build_tiny_model(tiny.tokenizer).model)
+    assert build_prefix_cache(everywhere.model, data, everywhere, pad_id=pad) is None  # nothing is frozen
+    lora = PeftLoraConfig(rank=2, layers=[2]).attach(build_tiny_model(tiny.tokenizer).model)
+    cache = build_prefix_cache(lora.model, data, lora, pad_id=pad)
+    assert cache.layer == 2 and not cache.mlp_inputs
+    bypass = BypassConfig(rank=2, layer=2).attach(tiny.model)
+    detach.append(bypass)
+    cache = build_prefix_cache(tiny.model, data, bypass, pad_id=pad)
+    assert cache.layer == 3 and len(cache.mlp_inputs) == 2  # the bypassed layer itself is cached
+
+
+def test_no_cache_without_memory(tiny, detach, monkeypatch, caplog):
+    data = encode_items(phonebook_items(2, seed=1), tiny.tokenizer)
+    bypass = BypassConfig(rank=2, layer=2).attach(tiny.model)
+    detach.append(bypass)
     monkeypatch.setattr(prefix_cache, "MEMORY_SHARE", 0.0)
     with caplog.at_level(logging.WARNING, logger="memlaw"):
-        assert build_prefix_cache(tiny.model, data, 2, pad_id=pad) is None
+        assert build_prefix_cache(tiny.model, data, bypass, pad_id=tiny.tokenizer.pad_token_id) is None
     assert "prefix cache disabled: it would need" in caplog.text

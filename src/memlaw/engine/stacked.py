@@ -57,10 +57,12 @@ class StackedBypassAdapter(Adapter):
     def _add_bypass(self, module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return output
-        x = args[0]
+        return output + self.residual(args[0]).to(output.dtype)
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """What each copy adds to its rows of the layer output, given the layer's MLP input."""
         blocks = x.reshape(self.copies, -1, x.shape[-1]).to(self.lora_A.dtype)  # block j: copy j's rows
-        delta = self.dropout(torch.bmm(torch.bmm(blocks, self.lora_A), self.lora_B))
-        return output + delta.reshape(output.shape).to(output.dtype)
+        return self.dropout(torch.bmm(torch.bmm(blocks, self.lora_A), self.lora_B)).reshape(x.shape)
 
     @property
     def first_layer(self) -> int:

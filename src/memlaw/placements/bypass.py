@@ -87,10 +87,18 @@ class BypassAdapter(Adapter):
         self.bypass.train(False)
         self._hook = layer_mlp(model, layer).register_forward_hook(self._add_bypass)
 
+    @property
+    def enabled(self) -> bool:
+        return self.bypass.enabled
+
     def _add_bypass(self, module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-        if not self.bypass.enabled:
+        if not self.enabled:
             return output
-        return output + self.bypass(args[0]).to(output.dtype)
+        return output + self.residual(args[0]).to(output.dtype)
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """What the adapter adds to its layer's output, given that layer's MLP input."""
+        return self.bypass(x)
 
     @property
     def first_layer(self) -> int:
