@@ -104,6 +104,9 @@ def test_probe_rejects_bad_settings(tiny):
         ProbeConfig(data="longcontext", length=5, ratio=-0.1)
     with pytest.raises(MemlawInputError, match="rank must be a positive"):
         ProbeConfig(data="longcontext", length=5, rank=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(MemlawInputError, match="autocast"):
+            ProbeConfig(data="longcontext", length=5, autocast=True)
     with pytest.raises(MemlawInputError, match="beyond the model's context of 2048"):
         run_probe(ProbeConfig(data="longcontext", ratio=0.0, length=2100, rank=1, epochs=1), tiny)
 

@@ -27,14 +27,16 @@ from memlaw.engine.stacked import StackedBypassAdapter
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_json_atomic
 from memlaw.measure.recall import RecallMeasurement, measure_recall
-from memlaw.models.loading import LoadedModel, load_model, load_model_config, load_tokenizer
+from memlaw.models.loading import LoadedModel, load_model, load_model_config, load_tokenizer, resolve_device
 from memlaw.models.parts import check_layer_index
-from memlaw.placements import PLACEMENTS, Adapter, BypassConfig, PeftLoraConfig
+from memlaw.placements import PLACEMENTS, Adapter, BypassConfig, PeftAdapter, PeftLoraConfig
 from memlaw.placements.peft_lora import DEFAULT_TARGET_MODULES
 from memlaw.training.objectives import make_objective
 from memlaw.training.trainer import TrainConfig, TrainLog, train_copies
 
 GENERATORS = ("phonebook", "longcontext")
+#: Adapters per stacked pass on a GPU (run_probes).
+DEFAULT_GPU_COPIES = 8
 SCHEMA_VERSION = 1
 
 
@@ -76,6 +78,7 @@ class ProbeConfig:
     stop_when_certified: bool = False
     # engine
     prefix_cache: bool = True  # compute the frozen layers below the adapter once, not at every step
+    autocast: bool = False  # bf16 autocast of training forward passes on CUDA
     # measurement
     eval_batch_size: int = 16
     decode_batch_size: int = 32
@@ -91,6 +94,8 @@ class ProbeConfig:
             raise MemlawInputError(f"rank must be a positive integer, got {self.rank}")
         if self.data in GENERATORS and self.length is None:
             raise MemlawInputError(f"--length is required with --data {self.data}")
+        if self.autocast and resolve_device(self.device).type != "cuda":
+            raise MemlawInputError("autocast (bf16) is for CUDA devices; on this device train without it")
         make_objective(self.method)  # validates the name
         self.train_config()  # validates the training settings
 
@@ -113,23 +118,37 @@ class ProbeConfig:
             seed=self.seed,
             check_every=self.check_every,
             stop_when_certified=self.stop_when_certified,
+            autocast=self.autocast,
         )
 
-    def attach(self, loaded: LoadedModel) -> Adapter:
-        """Attach the configured placement to ``loaded.model`` (seeded init)."""
+    def placement_config(self) -> BypassConfig | PeftLoraConfig:
+        """The placement this probe asks for, checked."""
         if self.placement == "bypass":
             if isinstance(self.layer, (list, str)):
                 raise MemlawInputError("the bypass placement sits on exactly one layer: give --layer as one number")
-            bypass = BypassConfig(self.rank, self.layer, self.init, self.dropout)
-            return bypass.attach(loaded.model, seed=self.seed)
-        lora = PeftLoraConfig(
+            return BypassConfig(self.rank, self.layer, self.init, self.dropout)
+        return PeftLoraConfig(
             self.rank,
             layers=[self.layer] if isinstance(self.layer, int) else self.layer,
             target_modules=list(self.target_modules or DEFAULT_TARGET_MODULES),
             lora_alpha=self.lora_alpha,
             dropout=self.dropout,
         )
-        return lora.attach(loaded.model, seed=self.seed)
+
+    def attach(self, loaded: LoadedModel) -> Adapter:
+        """Attach the configured placement to ``loaded.model`` (seeded init)."""
+        return self.placement_config().attach(loaded.model, seed=self.seed)
+
+
+def attach_stacked(configs: list[ProbeConfig], loaded: LoadedModel) -> Adapter:
+    """One adapter holding a copy per probe (the probes differ only in rank and seed)."""
+    if len(configs) == 1:
+        return configs[0].attach(loaded)
+    placements = [c.placement_config() for c in configs]
+    seeds = [c.seed for c in configs]
+    if configs[0].placement == "bypass":
+        return StackedBypassAdapter(loaded.model, placements, seeds)
+    return PeftAdapter.stacked(loaded.model, placements, seeds)
 
 
 @dataclass
@@ -241,14 +260,23 @@ def run_probe(config: ProbeConfig, loaded: LoadedModel | None = None, *, progres
 
 
 def run_probes(
-    configs: list[ProbeConfig], loaded: LoadedModel | None = None, *, max_copies: int = 8, progress: bool = False
+    configs: list[ProbeConfig],
+    loaded: LoadedModel | None = None,
+    *,
+    max_copies: int | None = None,
+    progress: bool = False,
 ) -> list[ProbeResult]:
-    """Run many probes on one model, training up to ``max_copies`` bypass adapters per pass.
+    """Run many probes on one model, training up to ``max_copies`` adapters per pass.
 
     Probes that differ only in rank and seed share their data and every frozen weight, so they
-    train stacked (``engine.stacked``) and each gives the result it would give alone. Results
-    come back in the order of ``configs``, with their adapters detached (``adapter`` is None).
+    can train stacked (``engine.stacked``), each giving the result it would give alone.
+    ``max_copies`` defaults to 8 on a GPU, where one short sequence leaves the device mostly
+    idle, and to 1 on a CPU, where stacking measured no faster per adapter than cached probes
+    one after another and holds K times the activations (benchmarks/probe_speed.py).
+    Results come back in the order of ``configs``, with their adapters detached.
     """
+    if max_copies is None:
+        max_copies = default_max_copies(loaded.model.device if loaded else resolve_device(configs[0].device))
     results: list[ProbeResult | None] = [None] * len(configs)
     for group in stack_groups(configs, max_copies):
         loaded, data = _prepare(configs[group[0]], loaded)
@@ -260,13 +288,14 @@ def run_probes(
     return [r for r in results if r is not None]
 
 
+def default_max_copies(device: torch.device) -> int:
+    return DEFAULT_GPU_COPIES if device.type == "cuda" else 1
+
+
 def stack_groups(configs: list[ProbeConfig], max_copies: int) -> list[list[int]]:
-    """Indices of probes that can train stacked: bypass placements equal but for rank and seed."""
+    """Indices of probes that can train stacked: probes equal but for rank and seed."""
     groups: dict[tuple, list[list[int]]] = {}
     for index, config in enumerate(configs):
-        if config.placement != "bypass":
-            groups[("single", index)] = [[index]]
-            continue
         key = tuple(sorted((k, repr(v)) for k, v in asdict(config).items() if k not in ("rank", "seed")))
         chunks = groups.setdefault(key, [[]])
         if len(chunks[-1]) == max_copies:
@@ -297,11 +326,7 @@ def _probe_together(
     started = time.perf_counter()
     config, copies = configs[0], len(configs)
     model, pad_id = loaded.model, loaded.tokenizer.pad_token_id
-    if copies == 1:
-        adapter = config.attach(loaded)
-    else:
-        bypasses = [BypassConfig(c.rank, c.layer, c.init, c.dropout) for c in configs]
-        adapter = StackedBypassAdapter(model, bypasses, [c.seed for c in configs])
+    adapter = attach_stacked(configs, loaded)
     cache = None
     if config.prefix_cache:
         cache = build_prefix_cache(model, data, adapter, pad_id=pad_id, batch_size=config.eval_batch_size)

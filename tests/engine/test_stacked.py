@@ -4,7 +4,7 @@ import torch
 from memlaw.measure import evaluate_tokens
 from memlaw.models import build_tiny_model
 from memlaw.placements import load_adapter
-from memlaw.probe import ProbeConfig, build_data, run_probe, run_probes, stack_groups
+from memlaw.probe import ProbeConfig, build_data, default_max_copies, run_probe, run_probes, stack_groups
 
 
 def assert_same_result(stacked, alone):
@@ -24,12 +24,13 @@ def assert_same_result(stacked, alone):
     assert stacked.exact_match == alone.exact_match
 
 
-@pytest.mark.parametrize("cache", [True, False])
-def test_stacked_copies_give_the_results_they_give_alone(tokenizer, cache):
+@pytest.mark.parametrize(("placement", "cache"), [("bypass", True), ("bypass", False), ("peft", True), ("peft", False)])
+def test_stacked_copies_give_the_results_they_give_alone(tokenizer, placement, cache):
     # several batches per epoch, so each copy's own seeded shuffle matters
     base = {"data": "phonebook", "length": 40, "epochs": 8, "batch_size": 2, "lr": 2e-2, "prefix_cache": cache}
+    base["placement"] = placement
     configs = [ProbeConfig(**base, rank=r, seed=s) for r, s in [(1, 0), (4, 0), (4, 1), (8, 2)]]
-    stacked = run_probes(configs, build_tiny_model(tokenizer))
+    stacked = run_probes(configs, build_tiny_model(tokenizer), max_copies=8)
     for config, result in zip(configs, stacked, strict=True):
         alone = run_probe(config, build_tiny_model(tokenizer))
         assert_same_result(result, alone)
@@ -38,14 +39,15 @@ def test_stacked_copies_give_the_results_they_give_alone(tokenizer, cache):
 def test_stacked_copies_stop_at_their_own_certification(tokenizer):
     base = {"data": "longcontext", "length": 16, "epochs": 150, "lr": 2e-2, "stop_when_certified": True}
     configs = [ProbeConfig(**base, rank=r) for r in (2, 4, 8)]  # rank 2 never certifies here
-    stacked = run_probes(configs, build_tiny_model(tokenizer))
+    stacked = run_probes(configs, build_tiny_model(tokenizer), max_copies=8)
     assert [r.certified for r in stacked] == [False, True, True] and stacked[1].steps != stacked[2].steps
     for config, result in zip(configs, stacked, strict=True):
         assert_same_result(result, run_probe(config, build_tiny_model(tokenizer)))
 
 
-def test_a_stacked_copy_saves_as_a_lone_bypass_adapter(tokenizer, tmp_path):
-    base = {"data": "longcontext", "length": 12, "epochs": 10, "lr": 2e-2}
+@pytest.mark.parametrize("placement", ["bypass", "peft"])
+def test_a_stacked_copy_saves_as_a_lone_adapter(tokenizer, tmp_path, placement):
+    base = {"data": "longcontext", "length": 12, "epochs": 10, "lr": 2e-2, "placement": placement}
     configs = [ProbeConfig(**base, rank=r) for r in (2, 5)]
     loaded = build_tiny_model(tokenizer)
     from memlaw.probe import _probe_together
@@ -56,9 +58,14 @@ def test_a_stacked_copy_saves_as_a_lone_bypass_adapter(tokenizer, tmp_path):
     results[1].adapter.remove()
     fresh = build_tiny_model(tokenizer)
     adapter = load_adapter(fresh.model, tmp_path / "copy1")
-    assert adapter.describe() == results[1].placement and adapter.trainable_params == 2 * 64 * 5
-    probs = evaluate_tokens(fresh.model, data, pad_id=tokenizer.pad_token_id).probs
+    assert adapter.describe() == results[1].placement and adapter.trainable_params == results[1].trainable_params
+    probs = evaluate_tokens(adapter.model, data, pad_id=tokenizer.pad_token_id).probs
     assert probs.tolist() == pytest.approx(results[1].items[0]["token_probs"], abs=1e-5)
+
+
+def test_stacking_is_for_gpus_by_default():
+    assert default_max_copies(torch.device("cpu")) == 1
+    assert default_max_copies(torch.device("cuda", 0)) == 8
 
 
 def test_stack_groups():
@@ -72,6 +79,8 @@ def test_stack_groups():
     ]
     assert sorted(stack_groups(configs, max_copies=8)) == [[0, 1, 4], [2], [3]]
     assert sorted(stack_groups(configs, max_copies=2)) == [[0, 1], [2], [3], [4]]
+    peft = [ProbeConfig(**pb, rank=r, placement="peft", layer=[1, 2]) for r in (1, 2)]
+    assert stack_groups(peft, max_copies=8) == [[0, 1]]
 
 
 def test_per_copy_gradient_clipping_matches_torch(tokenizer):

@@ -41,6 +41,7 @@ HELP = {
     "check_every": "epochs between clean certification checks (0: never; certified_step stays null)",
     "stop_when_certified": "stop training as soon as every token has p > 0.5 (true/false)",
     "prefix_cache": "compute the frozen layers below the adapter once instead of at every step (true/false)",
+    "autocast": "bf16 autocast of training forward passes on a CUDA GPU (true/false); measurements stay float32",
     "eval_batch_size": "items per teacher-forced measurement batch",
     "decode_batch_size": "items per greedy decoding batch",
 }

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
+from peft.tuners.lora import LoraLayer
+from safetensors.torch import save_file
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -53,38 +55,72 @@ class PeftLoraConfig:
 
 
 class PeftAdapter(Adapter):
+    """One PEFT LoRA, or K of them trained stacked (``PeftAdapter.stacked``).
+
+    Stacked copies are PEFT adapters ``copy0``..``copyK-1`` of one PeftModel; every batch is
+    K blocks of rows and each LoRA layer applies copy j to block j only, through PEFT's
+    mixed-batch forward (the ``adapter_names`` argument), which memlaw fills in from the row
+    count. The base model stays in eval mode, where PEFT allows mixed batches.
+    """
+
     kind = "peft"
 
     def __init__(self, model: PreTrainedModel | PeftModel, config: PeftLoraConfig, *, seed: int = 0):
+        self._build(model, [config], [seed])
+
+    @classmethod
+    def stacked(cls, model: PreTrainedModel, configs: list[PeftLoraConfig], seeds: list[int]) -> PeftAdapter:
+        adapter = cls.__new__(cls)
+        adapter._build(model, configs, seeds)
+        return adapter
+
+    def _build(self, model: PreTrainedModel | PeftModel, configs: list[PeftLoraConfig], seeds: list[int]) -> None:
         base = model.get_base_model() if isinstance(model, PeftModel) else model
-        layers = config.layers
-        if layers is None:
-            layers = [default_layer(base)]
-        elif layers != "all":
-            layers = [check_layer(base, int(i)) for i in layers]
-        self.config = PeftLoraConfig(
-            config.rank, layers, list(config.target_modules), config.lora_alpha, config.dropout
-        )
+        self.configs = [_resolved(base, config) for config in configs]
+        self.copies = len(configs)
+        self.names = ["default"] if self.copies == 1 else [f"copy{j}" for j in range(self.copies)]
         if isinstance(model, PeftModel):  # loaded with PeftModel.from_pretrained
             self.peft_model = model
         else:
-            lora = LoraConfig(
-                r=config.rank,
-                lora_alpha=config.rank if config.lora_alpha is None else config.lora_alpha,
-                lora_dropout=config.dropout,
-                target_modules=list(config.target_modules),
-                layers_to_transform=None if layers == "all" else layers,
-                bias="none",
-                task_type="CAUSAL_LM",
-            )
-            with torch.random.fork_rng(devices=[]):  # PEFT draws its init from the global RNG
-                torch.manual_seed(seed)
-                try:
-                    self.peft_model = get_peft_model(model, lora)
-                except ValueError as err:
-                    raise MemlawInputError(f"PEFT cannot place LoRA here: {str(err).splitlines()[0]}") from err
+            for name, config, seed in zip(self.names, self.configs, seeds, strict=True):
+                with torch.random.fork_rng(devices=[]):  # PEFT draws its init from the global RNG
+                    torch.manual_seed(seed)
+                    try:
+                        if name == self.names[0]:
+                            self.peft_model = get_peft_model(model, _lora_config(config), adapter_name=name)
+                        else:
+                            self.peft_model.add_adapter(name, _lora_config(config))
+                    except ValueError as err:
+                        raise MemlawInputError(f"PEFT cannot place LoRA here: {str(err).splitlines()[0]}") from err
+            self.peft_model.base_model.set_adapter(self.names)  # all active and trainable
         self.model = self.peft_model.get_base_model()
+        self._hooks = [] if self.copies == 1 else self._route_rows()
         self.train(False)
+
+    def _route_rows(self) -> list[torch.utils.hooks.RemovableHandle]:
+        """Hooks that hand every LoRA layer the adapter name of each row: block j -> copy j."""
+        names: list[str] | None = None
+
+        def count_rows(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            nonlocal names
+            inputs = kwargs.get("input_ids", args[0] if args else None)
+            rows = len(inputs if inputs is not None else kwargs["inputs_embeds"])
+            names = [self.names[r // (rows // self.copies)] for r in range(rows)] if rows % self.copies == 0 else None
+
+        def route(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+            if names is None or len(args[0]) != len(names):
+                return None
+            return args, {**kwargs, "adapter_names": names}
+
+        hooks = [self.model.get_decoder().register_forward_pre_hook(count_rows, with_kwargs=True)]
+        for module in self.peft_model.modules():
+            if isinstance(module, LoraLayer):
+                hooks.append(module.register_forward_pre_hook(route, with_kwargs=True))
+        return hooks
+
+    @property
+    def config(self) -> PeftLoraConfig:
+        return self.configs[0]
 
     @property
     def first_layer(self) -> int:
@@ -96,6 +132,24 @@ class PeftAdapter(Adapter):
 
     def parameters(self) -> list[nn.Parameter]:
         return [p for p in self.peft_model.parameters() if p.requires_grad]
+
+    def _copy_parameters(self, copy: int) -> list[nn.Parameter]:
+        marker = f".{self.names[copy]}."  # PEFT names them lora_A.<adapter>.weight
+        return [p for name, p in self.peft_model.named_parameters() if "lora_" in name and marker in name]
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(self.copy_trainable_params(j) for j in range(self.copies))
+
+    def copy_trainable_params(self, copy: int) -> int:
+        return sum(p.numel() for p in self._copy_parameters(copy))
+
+    def clip_grad_norm_(self, max_norm: float) -> None:
+        for copy in range(self.copies):
+            torch.nn.utils.clip_grad_norm_(self._copy_parameters(copy), max_norm)
+
+    def snapshot_copies(self, copies: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(p, p.detach().clone()) for copy in copies for p in self._copy_parameters(copy)]
 
     @contextmanager
     def disabled(self) -> Iterator[None]:
@@ -109,10 +163,47 @@ class PeftAdapter(Adapter):
                 module.train(mode)
 
     def save_pretrained(self, directory: str | Path, copy: int = 0) -> None:
-        self.peft_model.save_pretrained(str(directory))
+        """PEFT's own format; a stacked copy is saved as a lone adapter named "default"."""
+        if self.copies == 1:
+            self.peft_model.save_pretrained(str(directory))
+            return
+        state = get_peft_model_state_dict(self.peft_model, adapter_name=self.names[copy])
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in state.items()}, Path(directory) / "adapter_model.safetensors"
+        )
+        self.peft_model.peft_config[self.names[copy]].save_pretrained(str(directory))
 
     def remove(self) -> PreTrainedModel:
+        for hook in self._hooks:
+            hook.remove()
         return self.peft_model.unload()
 
     def describe(self) -> dict[str, Any]:
-        return {"placement": self.kind, **asdict(self.config)}
+        return self.copy_describe(0)
+
+    def copy_describe(self, copy: int) -> dict[str, Any]:
+        return {"placement": self.kind, **asdict(self.configs[copy])}
+
+
+def _resolved(base: PreTrainedModel, config: PeftLoraConfig) -> PeftLoraConfig:
+    """``config`` made explicit (default layer, alpha, module order) and checked against ``base``."""
+    layers = config.layers
+    if layers is None:
+        layers = [default_layer(base)]
+    elif layers != "all":
+        layers = [check_layer(base, int(i)) for i in layers]
+    alpha = config.rank if config.lora_alpha is None else config.lora_alpha
+    return PeftLoraConfig(config.rank, layers, sorted(config.target_modules), alpha, config.dropout)
+
+
+def _lora_config(config: PeftLoraConfig) -> LoraConfig:
+    return LoraConfig(
+        r=config.rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.target_modules),
+        layers_to_transform=None if config.layers == "all" else config.layers,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )

@@ -31,6 +31,7 @@ class TrainConfig:
     seed: int = 0
     check_every: int = 1  # epochs between clean certification checks; 0 turns them off
     stop_when_certified: bool = False
+    autocast: bool = False  # bf16 autocast of the training forward pass (CUDA only); measurements stay exact
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -99,6 +100,8 @@ def train_copies(
     """
     copies = adapter.copies
     seeds = [config.seed] * copies if seeds is None else seeds
+    if config.autocast and adapter.model.device.type != "cuda":
+        raise MemlawInputError("autocast (bf16) is for CUDA devices; on this device train without it")
     model, params = adapter.model, adapter.parameters()
     total = config.total_steps(len(data.items))
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -118,7 +121,8 @@ def train_copies(
         batches = zip(*(torch.randperm(len(data.items), generator=g).split(config.batch_size) for g in orders))
         for per_copy in batches:
             indices = [i for part in per_copy for i in part.tolist()]
-            tokens = batch_token_losses(model, data, indices, pad_id=pad_id, cache=cache, copies=copies)
+            with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=config.autocast):
+                tokens = batch_token_losses(model, data, indices, pad_id=pad_id, cache=cache, copies=copies)
             weights = objective.weights(tokens).detach()
             losses = []
             for j in range(copies):
