@@ -43,7 +43,11 @@ def make_objective(name: str) -> Objective:
 
 def weighted_loss(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """sum(w * l) / sum(w); zero (still attached to the graph) when every weight is zero."""
-    total = weights.sum()
-    if total <= 0:
-        return (losses * 0).sum()
-    return (weights * losses).sum() / total
+    return copy_losses(losses, weights, torch.zeros_like(losses, dtype=torch.long), 1)[0]
+
+
+def copy_losses(losses: torch.Tensor, weights: torch.Tensor, copy: torch.Tensor, copies: int) -> torch.Tensor:
+    """``weighted_loss`` of each adapter copy's own tokens, as a vector (no device sync)."""
+    numerator = losses.new_zeros(copies).index_add(0, copy, weights * losses)
+    denominator = losses.new_zeros(copies).index_add(0, copy, weights)
+    return torch.where(denominator > 0, numerator / denominator.clamp_min(1e-30), numerator * 0)

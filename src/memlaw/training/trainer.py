@@ -15,7 +15,7 @@ from memlaw.engine.prefix_cache import PrefixCache
 from memlaw.errors import MemlawInputError
 from memlaw.measure.teacher_forced import batch_token_losses, evaluate_tokens
 from memlaw.placements.base import Adapter
-from memlaw.training.objectives import Objective, weighted_loss
+from memlaw.training.objectives import Objective, copy_losses
 
 
 @dataclass
@@ -123,22 +123,19 @@ def train_copies(
             indices = [i for part in per_copy for i in part.tolist()]
             with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=config.autocast):
                 tokens = batch_token_losses(model, data, indices, pad_id=pad_id, cache=cache, copies=copies)
-            weights = objective.weights(tokens).detach()
-            losses = []
+            loss = copy_losses(tokens.losses, objective.weights(tokens).detach(), tokens.copy, copies).sum()
+            worst, mean = copy_stats(tokens.losses.detach(), tokens.copy, copies)  # one device sync per step
             for j in range(copies):
-                mine = tokens.copy == j
-                worst = float(tokens.losses[mine].detach().max())
-                below[j] = below[j] and worst < CERTIFY_LOSS
-                if forward_is_check and certified[j] is None and worst < CERTIFY_LOSS:
+                below[j] = below[j] and worst[j] < CERTIFY_LOSS
+                if forward_is_check and certified[j] is None and worst[j] < CERTIFY_LOSS:
                     certified[j] = step  # the parameters after ``step`` updates are certified
                     stopped[j] = config.stop_when_certified
                 if not stopped[j]:
-                    curves[j].append(float(tokens.losses[mine].detach().mean()))
-                losses.append(weighted_loss(tokens.losses[mine], weights[mine]))
+                    curves[j].append(mean[j])
             if all(stopped):
                 break
             optimizer.zero_grad(set_to_none=True)
-            torch.stack(losses).sum().backward()
+            loss.backward()
             adapter.clip_grad_norm_(config.max_grad_norm)
             frozen = adapter.snapshot_copies([j for j in range(copies) if stopped[j]])
             optimizer.step()
@@ -164,3 +161,12 @@ def train_copies(
     return [
         TrainLog(len(curves[j]), curves[j], certified[j], stopped_early=len(curves[j]) < total) for j in range(copies)
     ]
+
+
+def copy_stats(losses: torch.Tensor, copy: torch.Tensor, copies: int) -> tuple[list[float], list[float]]:
+    """Largest and mean token loss of each copy."""
+    worst = losses.new_full((copies,), float("-inf")).scatter_reduce(0, copy, losses, reduce="amax")
+    total = losses.new_zeros(copies).index_add(0, copy, losses)
+    count = losses.new_zeros(copies).index_add(0, copy, torch.ones_like(losses))
+    worst_list, mean_list = torch.stack([worst, total / count]).tolist()
+    return worst_list, mean_list
