@@ -327,34 +327,38 @@ def _probe_together(
     config, copies = configs[0], len(configs)
     model, pad_id = loaded.model, loaded.tokenizer.pad_token_id
     adapter = attach_stacked(configs, loaded)
-    cache = None
-    if config.prefix_cache:
-        cache = build_prefix_cache(model, data, adapter, pad_id=pad_id, batch_size=config.eval_batch_size)
-    measure = {
-        "pad_id": pad_id,
-        "batch_size": config.eval_batch_size,
-        "decode_batch_size": config.decode_batch_size,
-        "cache": cache,
-    }
-    with adapter.disabled():  # the base model is the same for every copy: measure it once
-        (before,) = measure_recall(model, data, greedy=False, **measure)
-    logs = train_copies(
-        adapter,
-        data,
-        make_objective(config.method),
-        config.train_config(),
-        pad_id=pad_id,
-        seeds=[c.seed for c in configs],
-        eval_batch_size=config.eval_batch_size,
-        cache=cache,
-        progress=progress,
-    )
-    afters = measure_recall(model, data, copies=copies, **measure)
-    seconds = (time.perf_counter() - started) / copies
-    return [
-        _result(c, adapter, j, data, before, after, log, seconds)
-        for j, (c, after, log) in enumerate(zip(configs, afters, logs, strict=True))
-    ]
+    try:
+        cache = None
+        if config.prefix_cache:
+            cache = build_prefix_cache(model, data, adapter, pad_id=pad_id, batch_size=config.eval_batch_size)
+        measure = {
+            "pad_id": pad_id,
+            "batch_size": config.eval_batch_size,
+            "decode_batch_size": config.decode_batch_size,
+            "cache": cache,
+        }
+        with adapter.disabled():  # the base model is the same for every copy: measure it once
+            (before,) = measure_recall(model, data, greedy=False, **measure)
+        logs = train_copies(
+            adapter,
+            data,
+            make_objective(config.method),
+            config.train_config(),
+            pad_id=pad_id,
+            seeds=[c.seed for c in configs],
+            eval_batch_size=config.eval_batch_size,
+            cache=cache,
+            progress=progress,
+        )
+        afters = measure_recall(model, data, copies=copies, **measure)
+        seconds = (time.perf_counter() - started) / copies
+        return [
+            _result(c, adapter, j, data, before, after, log, seconds)
+            for j, (c, after, log) in enumerate(zip(configs, afters, logs, strict=True))
+        ]
+    except BaseException:  # never leave a half-trained adapter on a shared model
+        adapter.remove()
+        raise
 
 
 def _result(

@@ -6,7 +6,8 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from memlaw.cli.config import add_dataclass_options, build_config, read_yaml
+from memlaw.cli.main import quiet_libraries
+from memlaw.config import add_dataclass_options, build_config, read_yaml
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_dir_atomic, write_json_atomic
 from memlaw.probe import ProbeConfig, run_probe
@@ -59,7 +60,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cli_values = {k: v for k, v in vars(args).items() if k in ProbeConfig.__dataclass_fields__}
-    _quiet_libraries()
+    quiet_libraries()
     config = build_config(ProbeConfig, read_yaml(args.config) if args.config else {}, cli_values)
     save = Path(args.save) if args.save else None
     if save is not None and save.exists() and (not save.is_dir() or any(save.iterdir())):
@@ -80,11 +81,3 @@ def run(args: argparse.Namespace) -> int:
         write_dir_atomic(save, fill)
         print(f"adapter: {save}")
     return 0
-
-
-def _quiet_libraries() -> None:
-    """transformers' advisories and loading bars would bury the summary; real errors still surface."""
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()

@@ -1,0 +1,153 @@
+"""The results store: one SQLite row per finished probe cell, written atomically.
+
+WAL journaling and one transaction per cell mean a crash (even SIGKILL) leaves either the
+whole row or nothing; the cell key is the primary key, so no cell is ever stored twice.
+Per-token probabilities are kept as float16 bytes (2 bytes a token), the rest as columns
+or JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memlaw._version import __version__
+from memlaw.errors import MemlawInputError
+from memlaw.probe import ProbeConfig, ProbeResult
+
+#: Bumped when the table layout changes; a store of another version is refused, not migrated silently.
+STORE_SCHEMA = 1
+
+#: Settings that change how fast a probe runs but not what it measures: not part of a cell's identity.
+ENGINE_SETTINGS = ("device", "prefix_cache", "eval_batch_size", "decode_batch_size")
+
+#: Measurements stored as columns (filterable, exported to CSV).
+COLUMNS = (
+    "length", "num_items", "trainable_params", "initial_loss", "final_loss", "delta_loss",
+    "initial_frac_above_half", "frac_above_half", "initial_argmax_accuracy", "argmax_accuracy",
+    "certified", "certified_step", "exact_match", "token_accuracy", "steps", "seconds",
+)  # fmt: skip
+
+#: Probe settings copied into columns too, so that results can be filtered by them.
+SETTING_COLUMNS = ("model", "data", "ratio", "placement", "rank", "layer", "method", "seed", "epochs", "lr")
+
+
+def cell_key(config: ProbeConfig) -> str:
+    """Stable identity of a cell: a hash of every setting that affects its measurements."""
+    settings = {k: v for k, v in asdict(config).items() if k not in ENGINE_SETTINGS}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
+
+
+class ResultsStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._create_or_check()
+        except sqlite3.DatabaseError as err:
+            raise MemlawInputError(f"{self.path} is not a memlaw results store ({err})") from err
+
+    def _create_or_check(self) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            found = self.db.execute("SELECT value FROM meta WHERE key = 'store_schema'").fetchone()
+            if found is None:
+                self.db.execute("INSERT INTO meta VALUES ('store_schema', ?)", (str(STORE_SCHEMA),))
+                # NUMERIC affinity: numbers compare as numbers, also against text filters like rank = '8'
+                setting_columns = ", ".join(f"{c} NUMERIC" for c in SETTING_COLUMNS)
+                measure_columns = ", ".join(f"{c} REAL" for c in COLUMNS)
+                self.db.execute(
+                    f"""CREATE TABLE cells (
+                        cell_key TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT,
+                        config TEXT NOT NULL, memlaw_version TEXT NOT NULL, finished_at REAL NOT NULL,
+                        {setting_columns}, {measure_columns},
+                        placement_json TEXT, first_error TEXT, loss_curve TEXT, items TEXT, token_probs BLOB)"""
+                )
+            elif found[0] != str(STORE_SCHEMA):
+                raise MemlawInputError(
+                    f"{self.path} was written by a memlaw with store schema {found[0]}; this one reads "
+                    f"schema {STORE_SCHEMA}: use a new --store"
+                )
+
+    def finished(self, *, include_failed: bool = True) -> set[str]:
+        """Keys of the cells already stored (done, and failed unless ``include_failed`` is False)."""
+        query = "SELECT cell_key FROM cells" + ("" if include_failed else " WHERE status = 'done'")
+        return {row[0] for row in self.db.execute(query)}
+
+    def add_result(self, config: ProbeConfig, result: ProbeResult) -> None:
+        probs = [p for item in result.items for p in item["token_probs"]]
+        items = [
+            {k: v for k, v in item.items() if k not in ("token_probs", "initial_token_probs")} for item in result.items
+        ]
+        row = {
+            **self._identity(config, "done", None),
+            **{c: _plain(getattr(result, c)) for c in COLUMNS},
+            "placement_json": json.dumps(result.placement),
+            "first_error": json.dumps(result.first_error),
+            "loss_curve": json.dumps(result.loss_curve),
+            "items": json.dumps(items),
+            "token_probs": np.asarray(probs, dtype=np.float16).tobytes(),
+        }
+        self._insert(row)
+
+    def add_failure(self, config: ProbeConfig, reason: str) -> None:
+        self._insert({**self._identity(config, "failed", reason), "length": config.length})
+
+    def _identity(self, config: ProbeConfig, status: str, error: str | None) -> dict[str, Any]:
+        settings = asdict(config)
+        return {
+            "cell_key": cell_key(config),
+            "status": status,
+            "error": error,
+            "config": json.dumps(settings, sort_keys=True),
+            "memlaw_version": __version__,
+            "finished_at": time.time(),
+            **{c: _column_value(settings[c]) for c in SETTING_COLUMNS},
+        }
+
+    def _insert(self, row: dict[str, Any]) -> None:
+        names = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self.db:  # one transaction: the whole row or nothing
+            self.db.execute(f"INSERT OR REPLACE INTO cells ({names}) VALUES ({marks})", tuple(row.values()))
+
+    def rows(self, where: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Stored cells as dictionaries, filtered by equality on setting or measurement columns."""
+        where = where or {}
+        allowed = {"status", *SETTING_COLUMNS, *COLUMNS}
+        for column in where:
+            if column not in allowed:
+                raise MemlawInputError(f"cannot filter on '{column}': use one of {', '.join(sorted(allowed))}")
+        clause = " AND ".join(f"{c} = ?" for c in where)
+        query = "SELECT * FROM cells" + (f" WHERE {clause}" if clause else "") + " ORDER BY finished_at"
+        cursor = self.db.execute(query, tuple(where.values()))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, values, strict=True)) for values in cursor]
+
+    @staticmethod
+    def token_probs(row: dict[str, Any]) -> np.ndarray:
+        return np.frombuffer(row["token_probs"], dtype=np.float16).astype(np.float32)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _plain(value: Any) -> Any:
+    return float(value) if isinstance(value, bool) else value
+
+
+def _column_value(value: Any) -> Any:
+    if value is None or isinstance(value, (int, float, str)):
+        return value
+    return json.dumps(value)

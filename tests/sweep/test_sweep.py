@@ -1,0 +1,144 @@
+"""Sweeps on a tiny local model: a full grid, resume, failures, SIGKILL, bad configs, results."""
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from memlaw.cli.main import main
+from memlaw.sweep import ResultsStore, cell_key, load_sweep, run_sweep
+
+
+def write_sweep(path, model, grid, **fixed):
+    path.write_text(yaml.safe_dump({"grid": grid, "fixed": {"model": model, "data": "longcontext", **fixed}}))
+    return path
+
+
+def run_cli(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_grid_fills_the_store_and_a_second_run_does_nothing(tiny_dir, tmp_path):
+    config = write_sweep(
+        tmp_path / "s.yaml", tiny_dir, {"rank": [1, 2], "length": {"start": 8, "stop": 12, "step": 4}}, epochs=2
+    )
+    sweep = load_sweep(config)
+    assert len(sweep.cells()) == 4
+    store = ResultsStore(tmp_path / "r.db")
+    report = run_sweep(sweep, store)
+    assert (report.total, report.skipped, report.done, report.failed) == (4, 0, 4, 0)
+    rows = store.rows()
+    assert sorted((r["rank"], r["length"]) for r in rows) == [(1, 8), (1, 12), (2, 8), (2, 12)]
+    assert {r["cell_key"] for r in rows} == {cell_key(c) for c in sweep.cells()}
+    for row in rows:
+        assert row["status"] == "done" and row["delta_loss"] == pytest.approx(row["initial_loss"] - row["final_loss"])
+        assert len(ResultsStore.token_probs(row)) == row["length"]
+    stamps = {r["cell_key"]: r["finished_at"] for r in rows}
+
+    again = run_sweep(load_sweep(config), ResultsStore(tmp_path / "r.db"))
+    assert (again.skipped, again.done, again.failed) == (4, 0, 0)
+    assert {r["cell_key"]: r["finished_at"] for r in store.rows()} == stamps
+
+
+def test_a_failing_cell_is_recorded_and_the_others_run(tiny_dir, tmp_path):
+    # 3000 random tokens do not fit the tiny model's 2048-token context
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"length": [8, 3000, 10]}, epochs=1)
+    store = ResultsStore(tmp_path / "r.db")
+    report = run_sweep(load_sweep(config), store)
+    assert (report.done, report.failed) == (2, 1)
+    (failed,) = store.rows({"status": "failed"})
+    assert failed["length"] == 3000 and "context" in failed["error"]
+    assert run_sweep(load_sweep(config), store).done == 0  # failures are not retried by default
+    assert run_sweep(load_sweep(config), store, retry_failed=True).failed == 1
+
+
+def test_sigkill_mid_sweep_then_resume_stores_every_cell_exactly_once(tiny_dir, tmp_path):
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"rank": [1, 2, 3, 4, 5, 6]}, length=64, epochs=40)
+    db = tmp_path / "r.db"
+    command = [sys.executable, "-m", "memlaw.cli.main", "sweep", str(config), "--store", str(db), "--quiet"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and done < 2:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as conn:
+                    done = conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0  # the table does not exist yet
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= done < 6, "the sweep should be killed part-way"
+    store = ResultsStore(db)
+    before = {r["cell_key"]: r["finished_at"] for r in store.rows()}
+    report = run_sweep(load_sweep(config), store)
+    rows = store.rows()
+    assert len(rows) == 6 and len({r["cell_key"] for r in rows}) == 6
+    assert report.skipped == len(before) and report.done == 6 - len(before)
+    assert all(r["status"] == "done" for r in rows)
+    assert {k: v for k, v in ((r["cell_key"], r["finished_at"]) for r in rows) if k in before} == before
+
+
+BAD_SWEEPS = {
+    "unknown axis": ({"grid": {"rnak": [1]}}, "unknown axis or setting 'rnak'"),
+    "empty axis": ({"grid": {"rank": []}}, "axis 'rank' is empty"),
+    "wrong type": ({"grid": {"rank": ["eight"]}}, "setting 'rank' must be an integer"),
+    "bad range": ({"grid": {"rank": {"start": 1, "stop": 4}}}, "needs exactly start, stop and step"),
+    "unknown section": ({"grid": {"rank": [1]}, "fixd": {}}, "unknown section 'fixd'"),
+    "no grid": ({"fixed": {"rank": 1}}, "'grid' must map"),
+    "invalid cell": (
+        {"grid": {"ratio": [0.5, 2.0]}, "fixed": {"data": "longcontext", "length": 4}},
+        "ratio must be within",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SWEEPS, ids=list(BAD_SWEEPS))
+def test_bad_sweep_configs_are_one_line_and_exit_2(tmp_path, capsys, case):
+    content, message = BAD_SWEEPS[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(content))
+    code, _, err = run_cli(capsys, "sweep", str(path), "--store", str(tmp_path / "r.db"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_store_of_another_schema_is_refused(tiny_dir, tmp_path, capsys):
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT INTO meta VALUES ('store_schema', '999')")
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"rank": [1]}, length=4, epochs=1)
+    code, _, err = run_cli(capsys, "sweep", str(config), "--store", str(db))
+    assert code == 2 and "store schema 999" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "junk.db").write_text("not a database at all, just text" * 100)
+    code, _, err = run_cli(capsys, "sweep", str(config), "--store", str(tmp_path / "junk.db"))
+    assert code == 2 and "not a memlaw results store" in err
+
+
+def test_results_lists_filters_and_exports(tiny_dir, tmp_path, capsys):
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"rank": [1, 2]}, length=6, epochs=1)
+    db = str(tmp_path / "r.db")
+    code, out, err = run_cli(capsys, "sweep", str(config), "--store", db, "--quiet")
+    assert code == 0 and "2 cells: 0 already stored, 2 done, 0 failed" in out, err
+    code, out, _ = run_cli(capsys, "results", "--store", db, "--where", "rank=2")
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == 2 and lines[1].split("\t")[:3] == ["done", "2", "6"]
+    code, out, _ = run_cli(capsys, "results", "--store", db, "--csv", str(tmp_path / "r.csv"))
+    with open(tmp_path / "r.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert code == 0 and len(rows) == 2 and {"delta_loss", "cell_key", "config"} <= set(rows[0])
+    code, _, err = run_cli(capsys, "results", "--store", db, "--where", "colour=blue")
+    assert code == 2 and "cannot filter on 'colour'" in err
