@@ -140,5 +140,35 @@ def test_results_lists_filters_and_exports(tiny_dir, tmp_path, capsys):
     with open(tmp_path / "r.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert code == 0 and len(rows) == 2 and {"delta_loss", "cell_key", "config"} <= set(rows[0])
+    pq = pytest.importorskip("pyarrow.parquet")
+    code, _, _ = run_cli(capsys, "results", "--store", db, "--parquet", str(tmp_path / "r.parquet"))
+    table = pq.read_table(tmp_path / "r.parquet").to_pylist()
+    assert code == 0 and sorted(r["rank"] for r in table) == ["1", "2"]
+    assert [r["delta_loss"] for r in table] == pytest.approx([float(r["delta_loss"]) for r in rows])
     code, _, err = run_cli(capsys, "results", "--store", db, "--where", "colour=blue")
     assert code == 2 and "cannot filter on 'colour'" in err
+
+
+def test_ray_backend_gives_the_rows_of_the_local_backend(tiny_dir, tmp_path):
+    pytest.importorskip("ray")
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"rank": [1, 3], "ratio": [1.0, 0.5]}, length=10, epochs=3)
+    local, remote = ResultsStore(tmp_path / "local.db"), ResultsStore(tmp_path / "ray.db")
+    assert run_sweep(load_sweep(config), local).done == 4
+    report = run_sweep(load_sweep(config), remote, backend="ray")
+    assert (report.done, report.failed) == (4, 0)
+    expected = {r["cell_key"]: r for r in local.rows()}
+    rows = remote.rows()
+    assert {r["cell_key"] for r in rows} == set(expected)
+    for row in rows:
+        twin = expected[row["cell_key"]]
+        for column in ("initial_loss", "final_loss", "delta_loss", "frac_above_half", "exact_match", "certified"):
+            assert row[column] == pytest.approx(twin[column], rel=1e-4, abs=1e-5), column
+        assert ResultsStore.token_probs(row) == pytest.approx(ResultsStore.token_probs(twin), abs=2e-3)
+
+
+def test_the_shipped_example_sweep_is_valid():
+    from pathlib import Path
+
+    sweep = load_sweep(Path(__file__).parents[2] / "examples" / "sweep-smollm2.yaml")
+    cells = sweep.cells()
+    assert len(cells) == 24 and {c.model for c in cells} == {"smollm2-135m-instruct"}

@@ -23,7 +23,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     sweep = commands.add_parser("sweep", help="run a grid of probes into a results store", description=__doc__)
     sweep.add_argument("config", help="YAML sweep config: 'grid' axes and 'fixed' probe settings")
     sweep.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default: {DEFAULT_STORE})")
-    sweep.add_argument("--backend", default="local", choices=["local"], help="where cells run")
+    sweep.add_argument("--backend", default="local", choices=["local", "ray"], help="where cells run")
+    sweep.add_argument("--address", help="ray: address of an existing cluster (default: start a local one)")
     sweep.add_argument("--retry-failed", action="store_true", help="run again the cells stored as failed")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(run=run_sweep_command)
@@ -32,6 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     results.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default: {DEFAULT_STORE})")
     results.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE", help="filter (repeatable)")
     results.add_argument("--csv", help="write every column of the selected cells to this CSV file")
+    results.add_argument("--parquet", help="write every column of the selected cells to this Parquet file")
     results.set_defaults(run=run_results_command)
 
 
@@ -39,7 +41,14 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.config)
     quiet_libraries()
     store = ResultsStore(args.store)
-    report = run_sweep(sweep, store, retry_failed=args.retry_failed, progress=not args.quiet)
+    report = run_sweep(
+        sweep,
+        store,
+        backend=args.backend,
+        address=args.address,
+        retry_failed=args.retry_failed,
+        progress=not args.quiet,
+    )
     print(
         f"{report.total} cells: {report.skipped} already stored, {report.done} done, {report.failed} failed "
         f"-> {args.store}"
@@ -57,10 +66,14 @@ def run_results_command(args: argparse.Namespace) -> int:
             raise MemlawInputError(f"--where takes COLUMN=VALUE, got '{condition}'")
         where[column.strip()] = value.strip()
     rows = ResultsStore(args.store).rows(where)
+    columns = ["cell_key", "status", "error", *SETTING_COLUMNS, *COLUMNS, "config"]
     if args.csv:
-        columns = ["cell_key", "status", "error", *SETTING_COLUMNS, *COLUMNS, "config"]
         write_text_atomic(args.csv, _csv_text(rows, columns))
         print(f"{len(rows)} cells -> {args.csv}")
+    if args.parquet:
+        _write_parquet(args.parquet, rows, columns)
+        print(f"{len(rows)} cells -> {args.parquet}")
+    if args.csv or args.parquet:
         return 0
     writer = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
     writer.writerow(SHOWN)
@@ -75,6 +88,23 @@ def _csv_text(rows: list[dict], columns: list[str]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def _write_parquet(path: str, rows: list[dict], columns: list[str]) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as err:
+        raise MemlawInputError("Parquet export needs pyarrow: pip install 'memlaw[parquet]'") from err
+    # settings columns mix numbers and text (layer: 20 or [1, 2]); Parquet columns need one type
+    table = pa.Table.from_pylist([{c: _cell_text(r[c], c) for c in columns} for r in rows])
+    staging = Path(path).with_name(f".{Path(path).name}.partial")
+    pq.write_table(table, staging)
+    staging.replace(path)
+
+
+def _cell_text(value: object, column: str) -> object:
+    return value if column in COLUMNS or value is None else str(value)
 
 
 def _short(value: object) -> str:

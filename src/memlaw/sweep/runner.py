@@ -1,31 +1,38 @@
 """Run a sweep: skip what the store already holds, run the rest, store each cell as it ends.
 
-The driver alone writes to the store. Cells that share a model are run on one loaded copy of
-it; cells that also share their data go through ``run_probes`` together (stacked where that
-pays). A cell that fails (bad settings for this model, a NaN loss, out of memory) is stored
-as failed with its reason, and the sweep goes on.
+Cells are grouped into *stacks*: cells that share model and data and differ only in rank
+and seed, which train in one pass where that pays (``run_probes``). A backend runs stacks
+and hands back outcomes; the driver alone writes them to the store, one transaction per
+cell, so a kill loses only the stacks in flight. A cell that fails (bad settings for this
+model, a NaN loss, out of memory) is stored as failed with its reason, and the sweep goes on.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from memlaw.errors import MemlawInputError
-from memlaw.models.loading import LoadedModel, load_model
+from memlaw.models.loading import LoadedModel, load_model, resolve_device
 from memlaw.probe import ProbeConfig, ProbeResult, default_max_copies, run_probes, stack_groups
 from memlaw.sweep.grid import SweepConfig
 from memlaw.sweep.store import ResultsStore, cell_key
 
-#: What a cell's data depends on: cells equal in these can share one prefix cache and pass.
+#: What a cell's data depends on: cells equal in these can share one pass.
 DATA_SETTINGS = (
-    "model", "gguf_file", "dtype", "data", "length", "ratio", "text", "data_seed", "prompt_format", "system_prompt",
+    "model", "gguf_file", "dtype", "device", "data", "length", "ratio", "text", "data_seed", "prompt_format",
+    "system_prompt",
 )  # fmt: skip
+MODEL_SETTINGS = ("model", "gguf_file", "dtype", "device")
+
+#: A cell's outcome: its measurements, or why it failed.
+Outcome = ProbeResult | str
 
 
 @dataclass
@@ -40,56 +47,110 @@ def run_sweep(
     sweep: SweepConfig,
     store: ResultsStore,
     *,
+    backend: str = "local",
+    address: str | None = None,
     retry_failed: bool = False,
     progress: bool = False,
-    load: Callable[[ProbeConfig], LoadedModel] | None = None,
 ) -> SweepReport:
-    """Run every cell of ``sweep`` not yet in ``store``; ``load`` builds a cell's model (default: load_model)."""
+    """Run every cell of ``sweep`` not yet in ``store`` on the ``local`` or ``ray`` backend."""
     cells = sweep.cells()
     finished = store.finished(include_failed=not retry_failed)
     todo = [c for c in cells if cell_key(c) not in finished]
     report = SweepReport(total=len(cells), skipped=len(cells) - len(todo), done=0, failed=0)
-    bar = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress)
-    by_model: dict[tuple, list[ProbeConfig]] = defaultdict(list)
-    for config in todo:
-        by_model[(config.model, config.gguf_file, config.dtype, config.device)].append(config)
-    for configs in by_model.values():
-        first = configs[0]
-        loader = load or (lambda c: load_model(c.model, gguf_file=c.gguf_file, dtype=c.dtype, device=c.device))
-        loaded = loader(first)
-        by_data: dict[tuple, list[ProbeConfig]] = defaultdict(list)
-        for config in configs:
-            by_data[tuple(repr(getattr(config, k)) for k in DATA_SETTINGS)].append(config)
-        copies = default_max_copies(loaded.model.device)
-        for group in by_data.values():
-            # one stack at a time, stored as soon as it ends: a kill loses only the stack in flight
-            stacks = [[group[i] for i in stack] for stack in stack_groups(group, copies)]
-            outcomes = (pair for stack in stacks for pair in _run_group(stack, loaded))
-            for config, outcome in outcomes:
-                if isinstance(outcome, ProbeResult):
-                    store.add_result(config, outcome)
-                    report.done += 1
-                else:
-                    store.add_failure(config, outcome)
-                    report.failed += 1
-                bar.update()
-                bar.set_postfix(done=report.done, failed=report.failed)
-    bar.close()
+    run_stacks = {"local": _local, "ray": _ray}[backend]
+    with tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress) as bar:
+        for config, outcome in run_stacks(plan_stacks(todo), address):
+            if isinstance(outcome, ProbeResult):
+                store.add_result(config, outcome)
+                report.done += 1
+            else:
+                store.add_failure(config, outcome)
+                report.failed += 1
+            bar.update()
+            bar.set_postfix(done=report.done, failed=report.failed)
     return report
 
 
-def _run_group(group: list[ProbeConfig], loaded: LoadedModel) -> list[tuple[ProbeConfig, ProbeResult | str]]:
-    """Results of cells sharing model and data; if the group fails, each cell alone, to find the culprit."""
+def plan_stacks(todo: list[ProbeConfig]) -> list[list[ProbeConfig]]:
+    """Cells grouped by model, then data, then into stacks of what trains together on the device."""
+    by_data: dict[tuple, list[ProbeConfig]] = defaultdict(list)
+    for config in todo:
+        by_data[tuple(repr(getattr(config, k)) for k in DATA_SETTINGS)].append(config)
+    stacks = []
+    for group in sorted(by_data.values(), key=lambda g: tuple(repr(getattr(g[0], k)) for k in MODEL_SETTINGS)):
+        copies = default_max_copies(resolve_device(group[0].device))
+        stacks.extend([group[i] for i in stack] for stack in stack_groups(group, copies))
+    return stacks
+
+
+#: Models loaded in this process, reused by every stack that asks for the same one.
+_LOADED: dict[tuple, LoadedModel] = {}
+
+
+def execute_stack(stack: list[ProbeConfig]) -> list[tuple[ProbeConfig, Outcome]]:
+    """Run one stack (in whatever process a backend chose) and return each cell's outcome."""
+    key = tuple(getattr(stack[0], k) for k in MODEL_SETTINGS)
+    if key not in _LOADED:
+        _LOADED.clear()  # one model at a time per process
+        first = stack[0]
+        try:
+            _LOADED[key] = load_model(first.model, gguf_file=first.gguf_file, dtype=first.dtype, device=first.device)
+        except MemlawInputError as err:
+            return [(config, f"MemlawInputError: {err}") for config in stack]
+    return _run_stack(stack, _LOADED[key])
+
+
+def _run_stack(stack: list[ProbeConfig], loaded: LoadedModel) -> list[tuple[ProbeConfig, Outcome]]:
+    """Outcomes of one stack; if it fails, each cell alone, so that only the culprit fails."""
     try:
-        results = run_probes(group, loaded, max_copies=len(group))
-        return [(c, _checked(r)) for c, r in zip(group, results, strict=True)]
+        results = run_probes(stack, loaded, max_copies=len(stack))
+        return [(c, _checked(r)) for c, r in zip(stack, results, strict=True)]
     except (MemlawInputError, torch.OutOfMemoryError, RuntimeError) as err:
-        if len(group) == 1:
-            return [(group[0], _reason(err))]
-        return [pair for config in group for pair in _run_group([config], loaded)]
+        if len(stack) == 1:
+            return [(stack[0], _reason(err))]
+        return [pair for config in stack for pair in _run_stack([config], loaded)]
 
 
-def _checked(result: ProbeResult) -> ProbeResult | str:
+def _local(stacks: list[list[ProbeConfig]], address: str | None) -> Iterator[tuple[ProbeConfig, Outcome]]:
+    for stack in stacks:
+        yield from execute_stack(stack)
+
+
+def _ray(stacks: list[list[ProbeConfig]], address: str | None) -> Iterator[tuple[ProbeConfig, Outcome]]:
+    """Each stack is a Ray task (on a GPU when the cluster has one); results return as they end."""
+    try:
+        import ray
+    except ImportError as err:
+        raise MemlawInputError("the ray backend needs Ray: pip install 'memlaw[ray]'") from err
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+        task = ray.remote(num_gpus=gpus)(_remote_stack)
+        pending = {task.remote([asdict(c) for c in stack]): stack for stack in stacks}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            stack = pending.pop(ready[0])
+            for config, outcome in zip(stack, ray.get(ready[0]), strict=True):
+                yield config, outcome if isinstance(outcome, str) else _result_from_dict(outcome)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _remote_stack(stack: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
+    """The Ray task body: plain dictionaries in and out (no adapters or tensors cross processes)."""
+    outcomes = execute_stack([ProbeConfig(**c) for c in stack])
+    return [o if isinstance(o, str) else o.to_dict() for _, o in outcomes]
+
+
+def _result_from_dict(values: dict[str, Any]) -> ProbeResult:
+    names = {f.name for f in fields(ProbeResult)}
+    return ProbeResult(**{k: v for k, v in values.items() if k in names})
+
+
+def _checked(result: ProbeResult) -> Outcome:
     if not math.isfinite(result.final_loss):
         return f"training diverged: final loss is {result.final_loss}"
     return result
