@@ -149,12 +149,15 @@ def test_results_lists_filters_and_exports(tiny_dir, tmp_path, capsys):
     assert code == 2 and "cannot filter on 'colour'" in err
 
 
-def test_ray_backend_gives_the_rows_of_the_local_backend(tiny_dir, tmp_path):
-    pytest.importorskip("ray")
+@pytest.mark.parametrize("backend", ["ray", "workers"])
+def test_other_backends_give_the_rows_of_the_local_backend(tiny_dir, tmp_path, backend):
+    if backend == "ray":
+        pytest.importorskip("ray")
     config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"rank": [1, 3], "ratio": [1.0, 0.5]}, length=10, epochs=3)
-    local, remote = ResultsStore(tmp_path / "local.db"), ResultsStore(tmp_path / "ray.db")
+    local, remote = ResultsStore(tmp_path / "local.db"), ResultsStore(tmp_path / "other.db")
     assert run_sweep(load_sweep(config), local).done == 4
-    report = run_sweep(load_sweep(config), remote, backend="ray")
+    options = {"backend": "ray"} if backend == "ray" else {"workers": 2}
+    report = run_sweep(load_sweep(config), remote, **options)
     assert (report.done, report.failed) == (4, 0)
     expected = {r["cell_key"]: r for r in local.rows()}
     rows = remote.rows()
@@ -172,3 +175,19 @@ def test_the_shipped_example_sweep_is_valid():
     sweep = load_sweep(Path(__file__).parents[2] / "examples" / "sweep-smollm2.yaml")
     cells = sweep.cells()
     assert len(cells) == 24 and {c.model for c in cells} == {"smollm2-135m-instruct"}
+
+
+def test_a_cell_failing_in_training_leaves_the_shared_model_clean(tiny_dir, tmp_path):
+    # lr 1e39 is beyond float32: AdamW fails at its first update, after the adapter is attached
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"lr": [1e39, 0.01]}, length=8, epochs=2)
+    store = ResultsStore(tmp_path / "r.db")
+    report = run_sweep(load_sweep(config), store)
+    assert (report.done, report.failed) == (1, 1)
+    (failed,) = store.rows({"status": "failed"})
+    assert failed["lr"] == 1e39 and failed["error"].startswith("RuntimeError")
+    (done,) = store.rows({"status": "done"})
+    clean = write_sweep(tmp_path / "c.yaml", tiny_dir, {"lr": [0.01]}, length=8, epochs=2)
+    alone = ResultsStore(tmp_path / "alone.db")
+    run_sweep(load_sweep(clean), alone)
+    assert done["initial_loss"] == pytest.approx(alone.rows()[0]["initial_loss"])
+    assert done["final_loss"] == pytest.approx(alone.rows()[0]["final_loss"], rel=1e-5)

@@ -24,6 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("config", help="YAML sweep config: 'grid' axes and 'fixed' probe settings")
     sweep.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default: {DEFAULT_STORE})")
     sweep.add_argument("--backend", default="local", choices=["local", "ray"], help="where cells run")
+    sweep.add_argument("--workers", type=int, default=1, help="local: processes running cells (each loads the model)")
     sweep.add_argument("--address", help="ray: address of an existing cluster (default: start a local one)")
     sweep.add_argument("--retry-failed", action="store_true", help="run again the cells stored as failed")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -10,8 +10,10 @@ model, a NaN loss, out of memory) is stored as failed with its reason, and the s
 from __future__ import annotations
 
 import math
+import multiprocessing
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -48,18 +50,30 @@ def run_sweep(
     store: ResultsStore,
     *,
     backend: str = "local",
+    workers: int = 1,
     address: str | None = None,
     retry_failed: bool = False,
     progress: bool = False,
 ) -> SweepReport:
-    """Run every cell of ``sweep`` not yet in ``store`` on the ``local`` or ``ray`` backend."""
+    """Run every cell of ``sweep`` not yet in ``store`` on the ``local`` or ``ray`` backend.
+
+    ``workers`` > 1 runs local stacks in that many processes, each loading the model once.
+    """
+    if workers < 1:
+        raise MemlawInputError(f"--workers must be at least 1, got {workers}")
     cells = sweep.cells()
     finished = store.finished(include_failed=not retry_failed)
     todo = [c for c in cells if cell_key(c) not in finished]
     report = SweepReport(total=len(cells), skipped=len(cells) - len(todo), done=0, failed=0)
-    run_stacks = {"local": _local, "ray": _ray}[backend]
+    stacks = plan_stacks(todo)
+    if backend == "ray":
+        outcomes = _ray(stacks, address)
+    elif workers > 1:
+        outcomes = _processes(stacks, workers)
+    else:
+        outcomes = (pair for stack in stacks for pair in execute_stack(stack))
     with tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress) as bar:
-        for config, outcome in run_stacks(plan_stacks(todo), address):
+        for config, outcome in outcomes:
             if isinstance(outcome, ProbeResult):
                 store.add_result(config, outcome)
                 report.done += 1
@@ -111,9 +125,12 @@ def _run_stack(stack: list[ProbeConfig], loaded: LoadedModel) -> list[tuple[Prob
         return [pair for config in stack for pair in _run_stack([config], loaded)]
 
 
-def _local(stacks: list[list[ProbeConfig]], address: str | None) -> Iterator[tuple[ProbeConfig, Outcome]]:
-    for stack in stacks:
-        yield from execute_stack(stack)
+def _processes(stacks: list[list[ProbeConfig]], workers: int) -> Iterator[tuple[ProbeConfig, Outcome]]:
+    """Stacks in ``workers`` spawned processes; outcomes come back to the driver as they end."""
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_remote_stack, [asdict(c) for c in stack]): stack for stack in stacks}
+        for future in as_completed(futures):
+            yield from _received(futures[future], future.result())
 
 
 def _ray(stacks: list[list[ProbeConfig]], address: str | None) -> Iterator[tuple[ProbeConfig, Outcome]]:
@@ -131,23 +148,25 @@ def _ray(stacks: list[list[ProbeConfig]], address: str | None) -> Iterator[tuple
         pending = {task.remote([asdict(c) for c in stack]): stack for stack in stacks}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            stack = pending.pop(ready[0])
-            for config, outcome in zip(stack, ray.get(ready[0]), strict=True):
-                yield config, outcome if isinstance(outcome, str) else _result_from_dict(outcome)
+            yield from _received(pending.pop(ready[0]), ray.get(ready[0]))
     finally:
         if started_here:
             ray.shutdown()
 
 
 def _remote_stack(stack: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
-    """The Ray task body: plain dictionaries in and out (no adapters or tensors cross processes)."""
+    """A stack run in another process: plain dictionaries in and out (no adapters or tensors)."""
     outcomes = execute_stack([ProbeConfig(**c) for c in stack])
     return [o if isinstance(o, str) else o.to_dict() for _, o in outcomes]
 
 
-def _result_from_dict(values: dict[str, Any]) -> ProbeResult:
+def _received(stack: list[ProbeConfig], outcomes: list[dict[str, Any] | str]) -> Iterator[tuple[ProbeConfig, Outcome]]:
     names = {f.name for f in fields(ProbeResult)}
-    return ProbeResult(**{k: v for k, v in values.items() if k in names})
+    for config, outcome in zip(stack, outcomes, strict=True):
+        if isinstance(outcome, str):
+            yield config, outcome
+        else:
+            yield config, ProbeResult(**{k: v for k, v in outcome.items() if k in names})
 
 
 def _checked(result: ProbeResult) -> Outcome:
