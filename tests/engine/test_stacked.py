@@ -50,10 +50,10 @@ def test_a_stacked_copy_saves_as_a_lone_adapter(tokenizer, tmp_path, placement):
     base = {"data": "longcontext", "length": 12, "epochs": 10, "lr": 2e-2, "placement": placement}
     configs = [ProbeConfig(**base, rank=r) for r in (2, 5)]
     loaded = build_tiny_model(tokenizer)
-    from memlaw.probe import _probe_together
+    from memlaw.probe.run import probe_together
 
     data = build_data(configs[0], tokenizer, len(tokenizer))
-    results = _probe_together(configs, loaded, data, progress=False)
+    results = probe_together(configs, loaded, data, progress=False)
     results[1].adapter.save_pretrained(tmp_path / "copy1", copy=1)
     results[1].adapter.remove()
     fresh = build_tiny_model(tokenizer)

@@ -1,0 +1,148 @@
+"""ProbeResult: the measurements of one probe, and its JSON form (docs/probe-result.md)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from memlaw._version import __version__
+from memlaw.constants import CERTIFY_LOSS
+from memlaw.data.encoding import EncodedData
+from memlaw.io import write_json_atomic
+from memlaw.measure.recall import RecallMeasurement
+from memlaw.placements import Adapter
+from memlaw.probe.config import ProbeConfig
+from memlaw.training.trainer import TrainLog
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class ProbeResult:
+    """Measurements of one probe. Losses are mean nats per answer token."""
+
+    config: dict[str, Any]
+    placement: dict[str, Any]
+    length: int
+    num_items: int
+    trainable_params: int
+    initial_loss: float
+    final_loss: float
+    delta_loss: float
+    initial_frac_above_half: float
+    frac_above_half: float
+    initial_argmax_accuracy: float
+    argmax_accuracy: float
+    certified: bool
+    certified_step: int | None
+    exact_match: float
+    token_accuracy: float
+    first_error: dict[str, int] | None
+    steps: int
+    stopped_early: bool
+    loss_curve: list[float]
+    items: list[dict[str, Any]]
+    seconds: float
+    memlaw_version: str
+    schema_version: int = SCHEMA_VERSION
+    adapter: Adapter | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "adapter"}
+
+    def save_json(self, path: str | Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    def summary(self) -> str:
+        lines = [
+            (
+                f"ℓ = {self.length} answer tokens in {self.num_items} item(s); {self.placement['placement']} rank "
+                f"{self.placement['rank']} ({self.trainable_params:,} trainable parameters); {self.steps} steps"
+            ),
+            f"loss: initial {self.initial_loss:.4f} -> final {self.final_loss:.4f} nats/token (ΔL = {self.delta_loss:.4f})",
+            (
+                f"tokens with p > 0.5: {self.initial_frac_above_half:.1%} -> {self.frac_above_half:.1%}; "
+                f"teacher-forced argmax accuracy {self.argmax_accuracy:.1%}"
+            ),
+            f"greedy recall: exact match {self.exact_match:.1%} of items, token accuracy {self.token_accuracy:.1%}",
+        ]
+        if self.certified:
+            lines.append(f"certified: every token has p > 0.5 (first certified at step {self.certified_step})")
+        else:
+            stubborn = sum(len(item["stubborn_positions"]) for item in self.items)
+            lines.append(f"not certified: {stubborn} stubborn token(s) with p <= 0.5")
+        if self.first_error is not None:
+            lines.append(
+                f"first greedy error: item {self.first_error['item']}, answer token {self.first_error['position']}"
+            )
+        return "\n".join(lines)
+
+
+def build_result(
+    config: ProbeConfig,
+    adapter: Adapter,
+    copy: int,
+    data: EncodedData,
+    before: RecallMeasurement,
+    after: RecallMeasurement,
+    log: TrainLog,
+    seconds: float,
+) -> ProbeResult:
+    assert after.greedy is not None
+    return ProbeResult(
+        config=asdict(config),
+        placement=adapter.copy_describe(copy),
+        length=data.length,
+        num_items=len(data.items),
+        trainable_params=adapter.copy_trainable_params(copy),
+        initial_loss=before.loss,
+        final_loss=after.loss,
+        delta_loss=before.loss - after.loss,
+        initial_frac_above_half=before.frac_above_half,
+        frac_above_half=after.frac_above_half,
+        initial_argmax_accuracy=before.argmax_accuracy,
+        argmax_accuracy=after.argmax_accuracy,
+        certified=after.certified,
+        certified_step=certified_step(log, after, config),
+        exact_match=after.greedy.exact_match,
+        token_accuracy=after.greedy.token_accuracy(after.lengths),
+        first_error=after.greedy.first_error,
+        steps=log.steps,
+        stopped_early=log.stopped_early,
+        loss_curve=log.loss_curve,
+        items=item_reports(data, before, after),
+        seconds=seconds,
+        memlaw_version=__version__,
+        adapter=adapter,
+    )
+
+
+def certified_step(log: TrainLog, after: RecallMeasurement, config: ProbeConfig) -> int | None:
+    """The trainer's first certified step; the final measurement is the last (clean) check."""
+    if not after.certified or not config.check_every:
+        return None
+    return log.steps if log.certified_step is None else log.certified_step
+
+
+def item_reports(data: EncodedData, before: RecallMeasurement, after: RecallMeasurement) -> list[dict[str, Any]]:
+    assert after.greedy is not None
+    reports = []
+    for index, (item, l0, l1) in enumerate(zip(data.items, before.item_losses(), after.item_losses(), strict=True)):
+        p0, p1 = torch.exp(-l0).tolist(), torch.exp(-l1).tolist()
+        reports.append(
+            {
+                "key": item.key,
+                "length": len(item.answer_ids),
+                "exact_match": after.greedy.item_exact[index],
+                "first_error": after.greedy.item_first_error[index],
+                "token_accuracy": after.greedy.item_matched[index] / len(item.answer_ids),
+                "min_prob": min(p1),
+                "stubborn_positions": torch.nonzero(l1 >= CERTIFY_LOSS).flatten().tolist(),
+                "initial_token_probs": [round(p, 6) for p in p0],
+                "token_probs": [round(p, 6) for p in p1],
+            }
+        )
+    return reports

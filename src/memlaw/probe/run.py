@@ -1,0 +1,151 @@
+"""Running probes: one (``run_probe``) or many on one model (``run_probes``), stacked where it pays.
+
+``run_probe`` = build data -> attach placement -> measure (no adapter) -> train -> measure.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+import torch
+
+from memlaw.data.encoding import EncodedData
+from memlaw.engine.prefix_cache import build_prefix_cache
+from memlaw.engine.stacked import StackedBypassAdapter
+from memlaw.measure.recall import measure_recall
+from memlaw.models.loading import LoadedModel, load_model, load_model_config, load_tokenizer, resolve_device
+from memlaw.placements import Adapter, PeftAdapter
+from memlaw.probe.config import ProbeConfig
+from memlaw.probe.data import build_data, check_fits
+from memlaw.probe.result import ProbeResult, build_result
+from memlaw.training.objectives import make_objective
+from memlaw.training.trainer import train_copies
+
+#: Adapters per stacked pass on a GPU (run_probes).
+DEFAULT_GPU_COPIES = 8
+
+
+def run_probe(config: ProbeConfig, loaded: LoadedModel | None = None, *, progress: bool = False) -> ProbeResult:
+    """Train one adapter per ``config`` and measure it. The adapter stays attached in the result.
+
+    Pass ``loaded`` to reuse a model across probes; call ``result.adapter.remove()`` afterwards
+    to give the base model back untouched. Without it, the data and placement are checked
+    against the tokenizer and architecture before any weight is loaded, so bad input fails fast.
+    """
+    loaded, data = _prepare(config, loaded)
+    (result,) = probe_together([config], loaded, data, progress=progress)
+    return result
+
+
+def run_probes(
+    configs: list[ProbeConfig],
+    loaded: LoadedModel | None = None,
+    *,
+    max_copies: int | None = None,
+    progress: bool = False,
+) -> list[ProbeResult]:
+    """Run many probes on one model, training up to ``max_copies`` adapters per pass.
+
+    Probes that differ only in rank and seed share their data and every frozen weight, so they
+    can train stacked (``engine.stacked``), each giving the result it would give alone.
+    ``max_copies`` defaults to 8 on a GPU, where one short sequence leaves the device mostly
+    idle, and to 1 on a CPU, where stacking measured no faster per adapter than cached probes
+    one after another and holds K times the activations (benchmarks/probe_speed.py).
+    Results come back in the order of ``configs``, with their adapters detached.
+    """
+    if max_copies is None:
+        max_copies = default_max_copies(loaded.model.device if loaded else resolve_device(configs[0].device))
+    results: list[ProbeResult | None] = [None] * len(configs)
+    for group in stack_groups(configs, max_copies):
+        loaded, data = _prepare(configs[group[0]], loaded)
+        for index, result in zip(group, probe_together([configs[i] for i in group], loaded, data, progress=progress)):
+            assert result.adapter is not None
+            result.adapter.remove()
+            result.adapter = None
+            results[index] = result
+    return [r for r in results if r is not None]
+
+
+def default_max_copies(device: torch.device) -> int:
+    return DEFAULT_GPU_COPIES if device.type == "cuda" else 1
+
+
+def stack_groups(configs: list[ProbeConfig], max_copies: int) -> list[list[int]]:
+    """Indices of probes that can train stacked: probes equal but for rank and seed."""
+    groups: dict[tuple, list[list[int]]] = {}
+    for index, config in enumerate(configs):
+        key = tuple(sorted((k, repr(v)) for k, v in asdict(config).items() if k not in ("rank", "seed")))
+        chunks = groups.setdefault(key, [[]])
+        if len(chunks[-1]) == max_copies:
+            chunks.append([])
+        chunks[-1].append(index)
+    return [chunk for chunks in groups.values() for chunk in chunks]
+
+
+def _prepare(config: ProbeConfig, loaded: LoadedModel | None) -> tuple[LoadedModel, EncodedData]:
+    if loaded is None:
+        tokenizer = load_tokenizer(config.model, config.gguf_file)
+        model_config = load_model_config(config.model, config.gguf_file)
+    else:
+        tokenizer, model_config = loaded.tokenizer, loaded.model.config
+    data = build_data(config, tokenizer, int(model_config.vocab_size))
+    check_fits(config, data, model_config)
+    if loaded is None:
+        loaded = load_model(
+            config.model, gguf_file=config.gguf_file, dtype=config.dtype, device=config.device, tokenizer=tokenizer
+        )
+    return loaded, data
+
+
+def probe_together(
+    configs: list[ProbeConfig], loaded: LoadedModel, data: EncodedData, *, progress: bool
+) -> list[ProbeResult]:
+    """Probes that share everything but rank and seed: one pass for all (stacked when K > 1)."""
+    started = time.perf_counter()
+    config, copies = configs[0], len(configs)
+    model, pad_id = loaded.model, loaded.tokenizer.pad_token_id
+    adapter = attach_stacked(configs, loaded)
+    try:
+        cache = None
+        if config.prefix_cache:
+            cache = build_prefix_cache(model, data, adapter, pad_id=pad_id, batch_size=config.eval_batch_size)
+        measure = {
+            "pad_id": pad_id,
+            "batch_size": config.eval_batch_size,
+            "decode_batch_size": config.decode_batch_size,
+            "cache": cache,
+        }
+        with adapter.disabled():  # the base model is the same for every copy: measure it once
+            (before,) = measure_recall(model, data, greedy=False, **measure)
+        logs = train_copies(
+            adapter,
+            data,
+            make_objective(config.method),
+            config.train_config(),
+            pad_id=pad_id,
+            seeds=[c.seed for c in configs],
+            eval_batch_size=config.eval_batch_size,
+            cache=cache,
+            progress=progress,
+        )
+        afters = measure_recall(model, data, copies=copies, **measure)
+        seconds = (time.perf_counter() - started) / copies
+        return [
+            build_result(c, adapter, j, data, before, after, log, seconds)
+            for j, (c, after, log) in enumerate(zip(configs, afters, logs, strict=True))
+        ]
+    except BaseException:  # never leave a half-trained adapter on a shared model
+        adapter.remove()
+        raise
+
+
+def attach_stacked(configs: list[ProbeConfig], loaded: LoadedModel) -> Adapter:
+    """One adapter holding a copy per probe (the probes differ only in rank and seed)."""
+    if len(configs) == 1:
+        return configs[0].attach(loaded)
+    placements = [c.placement_config() for c in configs]
+    seeds = [c.seed for c in configs]
+    if configs[0].placement == "bypass":
+        return StackedBypassAdapter(loaded.model, placements, seeds)
+    return PeftAdapter.stacked(loaded.model, placements, seeds)
