@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from memlaw.errors import MemlawInputError
+from memlaw.law import MemoryLaw
+
+TRUE = {"C": 6.0, "alpha": 0.8, "beta": 0.55, "b": 0.4}
+
+
+def synthetic(noise=0.03, seed=0):
+    ranks, lengths = np.meshgrid([1, 2, 4, 8, 16, 32], [50, 100, 200, 500, 1000, 2000, 4000])
+    ranks, lengths = ranks.ravel().astype(float), lengths.ravel().astype(float)
+    clean = TRUE["C"] * ranks ** TRUE["alpha"] * lengths ** (-TRUE["beta"]) + TRUE["b"]
+    rng = np.random.default_rng(seed)
+    return ranks, lengths, clean + rng.normal(0, noise, clean.shape)
+
+
+def test_fit_recovers_known_constants_within_their_intervals():
+    ranks, lengths, delta = synthetic()
+    law = MemoryLaw(bootstrap=300, seed=1).fit(ranks, lengths, delta)
+    assert law.r2_ > 0.99 and law.rmse_ < 0.05
+    for name, attribute in (("C", "C_"), ("alpha", "alpha_"), ("beta", "beta_"), ("b", "b_")):
+        low, high = law.ci_[name]
+        assert low <= TRUE[name] <= high, (name, law.ci_[name])
+        assert low <= getattr(law, attribute) <= high
+
+
+def test_saturated_points_are_exactly_the_excluded_ones():
+    ranks, lengths, delta = synthetic()
+    final = np.full_like(delta, 3.0)
+    final[[0, 5, 17]] = [0.1, 0.69, 0.0]
+    final[9] = np.log(2)  # at the threshold: kept (the rule is final loss < ln 2)
+    law = MemoryLaw(bootstrap=0).fit(ranks, lengths, delta, final)
+    assert law.excluded_.tolist() == [0, 5, 17] and law.n_points_ == len(delta) - 3
+
+
+def test_plan_inverts_predict():
+    ranks, lengths, delta = synthetic()
+    law = MemoryLaw(bootstrap=0).fit(ranks, lengths, delta)
+    rank = law.rank_for(1000, initial_loss=10.0)
+    assert law.predict(rank, 1000) == pytest.approx(10.0 - np.log(2))
+    assert law.length_for(rank, initial_loss=10.0) == pytest.approx(1000)
+
+
+def test_bootstrap_is_reproducible_for_a_seed():
+    ranks, lengths, delta = synthetic()
+    a = MemoryLaw(bootstrap=50, seed=3).fit(ranks, lengths, delta).ci_
+    b = MemoryLaw(bootstrap=50, seed=3).fit(ranks, lengths, delta).ci_
+    c = MemoryLaw(bootstrap=50, seed=4).fit(ranks, lengths, delta).ci_
+    assert a == b and a != c
+
+
+def test_no_offset_and_huber_forms():
+    ranks, lengths, delta = synthetic()
+    no_offset = MemoryLaw(form="no_offset", bootstrap=0).fit(ranks, lengths, delta)
+    assert no_offset.b_ == 0.0
+    delta[3] += 5  # one wild point
+    huber = MemoryLaw(loss="huber", bootstrap=0).fit(ranks, lengths, delta)
+    squares = MemoryLaw(bootstrap=0).fit(ranks, lengths, delta)
+    assert abs(huber.alpha_ - TRUE["alpha"]) < abs(squares.alpha_ - TRUE["alpha"])
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        (([1, 2, 4], [10, 10, 10], [1.0, 0.5, 0.2]), "too few points"),
+        (([1, 2, 4, 8, 16], [10] * 5, [1.0] * 5, [0.1] * 5), "all 5 points are saturated"),
+        (([1, 0, 4, 8, 16], [10] * 5, [1.0] * 5), "must be positive"),
+        (([1, 2, 4, 8, 16], [10] * 5, [1.0, np.nan, 1, 1, 1]), "NaN"),
+    ],
+)
+def test_bad_input(arrays, message):
+    with pytest.raises(MemlawInputError, match=message):
+        MemoryLaw(bootstrap=0).fit(*arrays)
