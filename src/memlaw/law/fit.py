@@ -153,3 +153,34 @@ class MemoryLaw:
         if need <= 0:
             return float("inf")
         return float((self.C_ * x**self.alpha_ / need) ** (1 / self.beta_))
+
+    # -- persistence ---------------------------------------------------------------------------
+    def to_dict(self, provenance: dict | None = None) -> dict:
+        return {
+            "law": "delta_loss = C * x**alpha * length**(-beta) + b",
+            "x": getattr(self, "x_name_", "rank"),
+            "C": self.C_, "alpha": self.alpha_, "beta": self.beta_, "b": self.b_,
+            "ci95": self.ci_, "r2": self.r2_, "rmse": self.rmse_,
+            "n_points": self.n_points_, "n_excluded": len(self.excluded_),
+            "grid": {"x": sorted(set(self.x_.tolist())), "length": sorted(set(self.length_.tolist()))},
+            "fit": {
+                "form": self.form, "loss": self.loss, "huber_scale": self.huber_scale,
+                "saturation_loss": self.saturation_loss, "bootstrap": self.bootstrap, "seed": self.seed,
+            },
+            "provenance": provenance or {},
+            "valid_for": "the training budget, placement, data and method in provenance only: ΔL at a fixed "
+            "budget mixes capacity with optimisation",
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, values: dict) -> MemoryLaw:
+        law = cls(
+            **{k: values["fit"][k] for k in ("form", "loss", "huber_scale", "saturation_loss", "bootstrap", "seed")}
+        )
+        law.C_, law.alpha_, law.beta_, law.b_ = (float(values[k]) for k in ("C", "alpha", "beta", "b"))
+        law.ci_ = {k: tuple(v) for k, v in values["ci95"].items()}
+        law.r2_, law.rmse_, law.n_points_ = values["r2"], values["rmse"], values["n_points"]
+        law.x_name_ = values["x"]
+        law.grid_ = values["grid"]
+        law.provenance_ = values["provenance"]
+        return law

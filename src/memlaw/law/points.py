@@ -1,0 +1,87 @@
+"""Law data points: (rank, length, ΔL, final loss, ratio, parameters) from a store or a CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memlaw.errors import MemlawInputError
+
+#: Provenance kept with a fitted law: what the points were measured with.
+PROVENANCE = ("model", "placement", "data", "method", "epochs", "steps", "lr", "batch_size", "init", "dropout")
+
+
+@dataclass
+class LawPoints:
+    rank: np.ndarray
+    length: np.ndarray
+    delta_loss: np.ndarray
+    final_loss: np.ndarray | None = None
+    ratio: np.ndarray | None = None
+    params: np.ndarray | None = None
+    initial_loss: np.ndarray | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def subset(self, keep: np.ndarray) -> LawPoints:
+        pick = lambda v: None if v is None else v[keep]
+        return LawPoints(
+            self.rank[keep], self.length[keep], self.delta_loss[keep], pick(self.final_loss), pick(self.ratio),
+            pick(self.params), pick(self.initial_loss), self.provenance,
+        )  # fmt: skip
+
+
+def load_points(source: str | Path) -> LawPoints:
+    path = Path(source)
+    if not path.is_file():
+        raise MemlawInputError(f"no such file: {path} (give a results store or a CSV)")
+    if path.suffix.lower() == ".csv":
+        return _from_csv(path)
+    from memlaw.sweep.store import ResultsStore
+
+    return _from_rows(ResultsStore(path).rows({"status": "done"}), path)
+
+
+def _from_rows(rows: list[dict[str, Any]], path: Path) -> LawPoints:
+    if not rows:
+        raise MemlawInputError(f"{path} holds no finished cells")
+    configs = [json.loads(r["config"]) for r in rows]
+    provenance = {}
+    for key in PROVENANCE:
+        values = sorted({json.dumps(c.get(key)) for c in configs})
+        provenance[key] = [json.loads(v) for v in values] if len(values) > 1 else json.loads(values[0])
+    provenance["ratios"] = sorted({c["ratio"] for c in configs})
+    column = lambda name: np.array([float(r[name]) for r in rows])
+    return LawPoints(
+        rank=column("rank"), length=column("length"), delta_loss=column("delta_loss"),
+        final_loss=column("final_loss"), ratio=column("ratio"), params=column("trainable_params"),
+        initial_loss=column("initial_loss"), provenance=provenance,
+    )  # fmt: skip
+
+
+def _from_csv(path: Path) -> LawPoints:
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"rank", "length", "delta_loss"} - set(reader.fieldnames or [])
+        if missing:
+            raise MemlawInputError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        rows = list(reader)
+    if not rows:
+        raise MemlawInputError(f"{path} has no rows")
+
+    def column(name: str) -> np.ndarray | None:
+        if name not in rows[0]:
+            return None
+        try:
+            return np.array([float(r[name]) for r in rows])
+        except ValueError as err:
+            raise MemlawInputError(f"{path}: column '{name}' holds a value that is not a number ({err})") from err
+
+    return LawPoints(
+        column("rank"), column("length"), column("delta_loss"), column("final_loss"), column("ratio"),
+        column("params"), column("initial_loss"), {"source": str(path)},
+    )  # fmt: skip
