@@ -8,7 +8,6 @@ copy j, and one batched matmul applies every copy to its own block.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +20,7 @@ from transformers import PreTrainedModel
 from memlaw.errors import MemlawInputError
 from memlaw.models.parts import check_layer, default_layer, layer_mlp
 from memlaw.placements.base import Adapter
-from memlaw.placements.bypass import BypassConfig, save_bypass
+from memlaw.placements.bypass import BypassConfig, initial_a, save_bypass
 
 
 class StackedBypassAdapter(Adapter):
@@ -43,10 +42,7 @@ class StackedBypassAdapter(Adapter):
         width = max(self.ranks)
         a = torch.zeros(self.copies, hidden, width)
         for j, (config, seed) in enumerate(zip(configs, seeds, strict=True)):
-            # the very draw BypassAdapter makes, so copy j starts where a lone adapter would
-            bound = 1 / math.sqrt(config.rank if config.init == "reference" else hidden)
-            generator = torch.Generator().manual_seed(seed)
-            a[j, :, : config.rank] = torch.empty(hidden, config.rank).uniform_(-bound, bound, generator=generator)
+            a[j, :, : config.rank] = initial_a(hidden, config.rank, config.init, seed)  # as a lone adapter starts
         self.lora_A = nn.Parameter(a.to(model.device))
         self.lora_B = nn.Parameter(torch.zeros(self.copies, width, hidden, device=model.device))
         self.dropout = nn.Dropout(first.dropout)

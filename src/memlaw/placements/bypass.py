@@ -50,13 +50,18 @@ class BypassConfig:
         return BypassAdapter(model, self, seed=seed)
 
 
+def initial_a(d_in: int, rank: int, init: str, seed: int) -> torch.Tensor:
+    """The seeded starting A of a bypass (B starts at zero); stacked copies draw the same."""
+    bound = 1 / math.sqrt(rank if init == "reference" else d_in)
+    return torch.empty(d_in, rank).uniform_(-bound, bound, generator=torch.Generator().manual_seed(seed))
+
+
 class LowRankBypass(nn.Module):
     """x -> dropout((x · A) · B), kept in float32 whatever the base model's dtype."""
 
-    def __init__(self, d_in: int, d_out: int, rank: int, init: str, dropout: float, generator: torch.Generator):
+    def __init__(self, d_in: int, d_out: int, rank: int, init: str, dropout: float, seed: int):
         super().__init__()
-        bound = 1 / math.sqrt(rank if init == "reference" else d_in)
-        self.lora_A = nn.Parameter(torch.empty(d_in, rank).uniform_(-bound, bound, generator=generator))
+        self.lora_A = nn.Parameter(initial_a(d_in, rank, init, seed))
         self.lora_B = nn.Parameter(torch.zeros(rank, d_out))
         self.dropout = nn.Dropout(dropout)
         self.enabled = True
@@ -81,8 +86,7 @@ class BypassAdapter(Adapter):
         self.config = BypassConfig(config.rank, layer, config.init, config.dropout)
         self.model = model
         hidden = int(model.config.hidden_size)
-        generator = torch.Generator().manual_seed(seed)
-        self.bypass = LowRankBypass(hidden, hidden, config.rank, config.init, config.dropout, generator)
+        self.bypass = LowRankBypass(hidden, hidden, config.rank, config.init, config.dropout, seed)
         self.bypass.to(model.device)
         self.bypass.train(False)
         self._hook = layer_mlp(model, layer).register_forward_hook(self._add_bypass)
