@@ -19,11 +19,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job on the default model (SmolLM2-135M-Instruct): 64 random tokens into a rank-8 bypass.
+# The main job on the default model (SmolLM2-135M-Instruct): a 24-probe sweep (resumable), the
+# law fitted to it, a rank planned for 128 tokens, and a report folder with the figures.
+DEMO := runs/demo
 demo: $(STAMP)
-	rm -rf runs/demo/adapter
-	$(BIN)/memlaw probe --data longcontext --ratio 1.0 --length 64 --rank 8 --epochs 200 \
-		--out runs/demo/probe.json --save runs/demo/adapter
+	$(BIN)/memlaw sweep examples/demo-smollm2.yaml --store $(DEMO)/sweep.db
+	$(BIN)/memlaw fit --from $(DEMO)/sweep.db --out $(DEMO)/law.json
+	$(BIN)/memlaw plan --law $(DEMO)/law.json --length 128 --ratio 1.0
+	rm -rf $(DEMO)/report
+	$(BIN)/memlaw report --from $(DEMO)/sweep.db --law $(DEMO)/law.json --plan-length 128 --out $(DEMO)/report
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -27,13 +27,15 @@ def quiet_libraries() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from memlaw.cli import fit, probe, sweep
+    from memlaw.cli import fit, plan, probe, report, sweep
 
     parser = OneLineParser(prog="memlaw", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     probe.register(commands)
     sweep.register(commands)
     fit.register(commands)
+    plan.register(commands)
+    report.register(commands)
     return parser
 
 

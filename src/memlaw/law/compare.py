@@ -44,13 +44,10 @@ def compare_forms(points: LawPoints, bootstrap: int = 200, seed: int = 0) -> lis
     rows = []
     for name, x, options in candidates:
         try:
-            law = MemoryLaw(bootstrap=bootstrap, seed=seed, **options).fit(
-                _x(points, x), points.length, points.delta_loss, points.final_loss
-            )
+            law = MemoryLaw(bootstrap=bootstrap, seed=seed, x_name=x, **options).fit_points(points)
         except MemlawInputError as err:
             rows.append({"name": name, "error": str(err)})
             continue
-        law.x_name_ = x
         rows.append({"name": name, "law": law, "heldout_rmse": heldout_error(points, x=x, seed=seed, **options)})
     if points.ratio is not None and len(set(points.ratio.tolist())) > 1:
         rows.append(_per_ratio(points, seed))

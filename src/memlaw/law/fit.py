@@ -15,11 +15,34 @@ from scipy.optimize import least_squares
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.errors import MemlawInputError
+from memlaw.law.points import LawPoints
 
 FORMS = ("full", "no_offset")
 LOSSES = ("squares", "huber")
 #: Exponent grid searched before refinement.
 EXPONENT_GRID = np.linspace(0.02, 3.0, 60)
+
+
+def law_curve(params, x, length) -> np.ndarray:
+    """ΔL predicted by constants ``params`` = (C, α, β, b) at x (rank or parameters) and ℓ."""
+    c, alpha, beta, b = params
+    return c * np.asarray(x, dtype=np.float64) ** alpha * np.asarray(length, dtype=np.float64) ** (-beta) + b
+
+
+def x_for(params, length: float, need: float) -> float:
+    """The x at which the law's ΔL equals ``need`` + b at this ℓ (0 when b alone gives it)."""
+    c, alpha, beta, b = params
+    if need - b <= 0:
+        return 0.0
+    return float(((need - b) * length**beta / c) ** (1 / alpha))
+
+
+def length_at(params, x: float, need: float) -> float:
+    """The ℓ at which the law's ΔL at this x falls to ``need`` (inf when it never does)."""
+    c, alpha, beta, b = params
+    if need - b <= 0:
+        return float("inf")
+    return float((c * x**alpha / (need - b)) ** (1 / beta))
 
 
 @dataclass
@@ -45,6 +68,7 @@ class MemoryLaw:
         saturation_loss: float = CERTIFY_LOSS,
         bootstrap: int = 1000,
         seed: int = 0,
+        x_name: str = "rank",
     ):
         if form not in FORMS:
             raise MemlawInputError(f"unknown law form '{form}': use {' or '.join(FORMS)}")
@@ -52,6 +76,9 @@ class MemoryLaw:
             raise MemlawInputError(f"unknown fit loss '{loss}': use {' or '.join(LOSSES)}")
         self.form, self.loss, self.huber_scale = form, loss, huber_scale
         self.saturation_loss, self.bootstrap, self.seed = saturation_loss, bootstrap, seed
+        self.x_name_ = x_name  # what x is: "rank" or "params" (trainable parameters)
+        self.reference_: dict = {}
+        self.provenance_: dict = {}
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, x, length, delta_loss, final_loss=None) -> MemoryLaw:
@@ -76,6 +103,7 @@ class MemoryLaw:
         if keep.sum() < needed + 1:
             raise MemlawInputError(f"too few points to fit: {int(keep.sum())} unsaturated, need at least {needed + 1}")
         self.x_, self.length_, self.delta_ = x[keep], length[keep], delta[keep]
+        self.grid_ = {"x": sorted(set(self.x_.tolist())), "length": sorted(set(self.length_.tolist()))}
         best = self._fit_points(self.x_, self.length_, self.delta_)
         self.C_, self.alpha_, self.beta_, self.b_ = (float(v) for v in best.params)
         predicted = self.predict(self.x_, self.length_)
@@ -85,6 +113,15 @@ class MemoryLaw:
         self.rmse_ = float(np.sqrt(np.mean(residual**2)))
         self.n_points_ = int(keep.sum())
         self.ci_ = self._bootstrap(best.params)
+        return self
+
+    def fit_points(self, points: LawPoints) -> MemoryLaw:
+        """Fit to measured points, keeping their provenance and what planning needs."""
+        x = points.rank if self.x_name_ == "rank" else points.params
+        if x is None:
+            raise MemlawInputError("these points have no trainable-parameter counts: fit in rank")
+        self.fit(x, points.length, points.delta_loss, points.final_loss)
+        self.provenance_, self.reference_ = points.provenance, points.planning_reference()
         return self
 
     def _fit_points(self, x: np.ndarray, length: np.ndarray, delta: np.ndarray, start=None) -> _Fit:
@@ -122,6 +159,7 @@ class MemoryLaw:
 
     def _bootstrap(self, point: np.ndarray) -> dict[str, tuple[float, float]]:
         """95 % percentile intervals from refits of resampled points, started at the point estimate."""
+        self.draws_ = np.empty((0, 4))
         if self.bootstrap <= 0:
             return {}
         rng = np.random.default_rng(self.seed)
@@ -130,44 +168,46 @@ class MemoryLaw:
         for _ in range(self.bootstrap):
             pick = rng.integers(0, n, n)
             draws.append(self._fit_points(self.x_[pick], self.length_[pick], self.delta_[pick], start=point).params)
-        low, high = np.percentile(np.array(draws), [2.5, 97.5], axis=0)
+        self.draws_ = np.array(draws)
+        low, high = np.percentile(self.draws_, [2.5, 97.5], axis=0)
         return {
             name: (float(lo), float(hi)) for name, lo, hi in zip(("C", "alpha", "beta", "b"), low, high, strict=True)
         }
 
     # -- using the law -----------------------------------------------------------------------
+    @property
+    def params_(self) -> tuple[float, float, float, float]:
+        return (self.C_, self.alpha_, self.beta_, self.b_)
+
     def predict(self, x, length) -> np.ndarray:
-        x, length = np.asarray(x, dtype=np.float64), np.asarray(length, dtype=np.float64)
-        return self.C_ * x**self.alpha_ * length ** (-self.beta_) + self.b_
+        return law_curve(self.params_, x, length)
 
     def rank_for(self, length: float, initial_loss: float, target_loss: float = CERTIFY_LOSS) -> float:
         """Smallest x (rank) whose predicted final loss L_init − ΔL reaches ``target_loss``."""
-        need = initial_loss - target_loss - self.b_
-        if need <= 0:
-            return 0.0
-        return float((need * length**self.beta_ / self.C_) ** (1 / self.alpha_))
+        return x_for(self.params_, length, initial_loss - target_loss)
 
     def length_for(self, x: float, initial_loss: float, target_loss: float = CERTIFY_LOSS) -> float:
         """Longest ℓ whose predicted final loss at this x (rank) still reaches ``target_loss``."""
-        need = initial_loss - target_loss - self.b_
-        if need <= 0:
-            return float("inf")
-        return float((self.C_ * x**self.alpha_ / need) ** (1 / self.beta_))
+        return length_at(self.params_, x, initial_loss - target_loss)
 
     # -- persistence ---------------------------------------------------------------------------
-    def to_dict(self, provenance: dict | None = None) -> dict:
+    def to_dict(self) -> dict:
+        """JSON-ready law with its provenance and what planning needs besides the constants
+        (measured initial losses, parameters per rank: see ``LawPoints.planning_reference``)."""
         return {
             "law": "delta_loss = C * x**alpha * length**(-beta) + b",
-            "x": getattr(self, "x_name_", "rank"),
+            "x": self.x_name_,
             "C": self.C_, "alpha": self.alpha_, "beta": self.beta_, "b": self.b_,
             "ci95": self.ci_, "r2": self.r2_, "rmse": self.rmse_,
             "n_points": self.n_points_, "n_excluded": len(self.excluded_),
-            "grid": {"x": sorted(set(self.x_.tolist())), "length": sorted(set(self.length_.tolist()))},
+            "grid": self.grid_,
             "fit": {
                 "form": self.form, "loss": self.loss, "huber_scale": self.huber_scale,
                 "saturation_loss": self.saturation_loss, "bootstrap": self.bootstrap, "seed": self.seed,
             },
-            "provenance": provenance or {},
+            "provenance": self.provenance_,
+            "reference": self.reference_,
+            "bootstrap_draws": self.draws_.tolist(),
             "valid_for": "the training budget, placement, data and method in provenance only: ΔL at a fixed "
             "budget mixes capacity with optimisation",
         }  # fmt: skip
@@ -175,12 +215,14 @@ class MemoryLaw:
     @classmethod
     def from_dict(cls, values: dict) -> MemoryLaw:
         law = cls(
-            **{k: values["fit"][k] for k in ("form", "loss", "huber_scale", "saturation_loss", "bootstrap", "seed")}
+            **{k: values["fit"][k] for k in ("form", "loss", "huber_scale", "saturation_loss", "bootstrap", "seed")},
+            x_name=values["x"],
         )
         law.C_, law.alpha_, law.beta_, law.b_ = (float(values[k]) for k in ("C", "alpha", "beta", "b"))
         law.ci_ = {k: tuple(v) for k, v in values["ci95"].items()}
         law.r2_, law.rmse_, law.n_points_ = values["r2"], values["rmse"], values["n_points"]
-        law.x_name_ = values["x"]
         law.grid_ = values["grid"]
         law.provenance_ = values["provenance"]
+        law.reference_ = values.get("reference", {})
+        law.draws_ = np.array(values.get("bootstrap_draws", []), dtype=np.float64).reshape(-1, 4)
         return law

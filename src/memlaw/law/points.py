@@ -25,14 +25,41 @@ class LawPoints:
     ratio: np.ndarray | None = None
     params: np.ndarray | None = None
     initial_loss: np.ndarray | None = None
+    exact_match: np.ndarray | None = None
+    certified: np.ndarray | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def subset(self, keep: np.ndarray) -> LawPoints:
         pick = lambda v: None if v is None else v[keep]
         return LawPoints(
             self.rank[keep], self.length[keep], self.delta_loss[keep], pick(self.final_loss), pick(self.ratio),
-            pick(self.params), pick(self.initial_loss), self.provenance,
+            pick(self.params), pick(self.initial_loss), pick(self.exact_match), pick(self.certified), self.provenance,
         )  # fmt: skip
+
+    def stored_bits(self) -> np.ndarray:
+        """Information the adapter absorbed per cell: ΔL·ℓ nats, in bits."""
+        return self.delta_loss * self.length / np.log(2)
+
+    def bits_per_param(self) -> np.ndarray | None:
+        return None if self.params is None else self.stored_bits() / self.params
+
+    def planning_reference(self) -> dict[str, Any]:
+        """What planning needs besides the constants: mean initial loss per (ratio, ℓ), and the
+        trainable parameters per unit of rank (constant for one placement)."""
+        reference: dict[str, Any] = {"initial_loss": [], "params_per_rank": None}
+        if self.initial_loss is not None:
+            ratios = self.ratio if self.ratio is not None else np.full_like(self.length, np.nan)
+            for ratio, length in sorted({(float(r), float(n)) for r, n in zip(ratios, self.length, strict=True)}):
+                same = (self.length == length) & ((ratios == ratio) | (np.isnan(ratios) & np.isnan(ratio)))
+                reference["initial_loss"].append(
+                    {"ratio": None if np.isnan(ratio) else ratio, "length": length,
+                     "initial_loss": float(self.initial_loss[same].mean())}
+                )  # fmt: skip
+        if self.params is not None:
+            per_rank = self.params / self.rank
+            if np.allclose(per_rank, per_rank[0]):
+                reference["params_per_rank"] = float(per_rank[0])
+        return reference
 
 
 def load_points(source: str | Path) -> LawPoints:
@@ -59,7 +86,8 @@ def _from_rows(rows: list[dict[str, Any]], path: Path) -> LawPoints:
     return LawPoints(
         rank=column("rank"), length=column("length"), delta_loss=column("delta_loss"),
         final_loss=column("final_loss"), ratio=column("ratio"), params=column("trainable_params"),
-        initial_loss=column("initial_loss"), provenance=provenance,
+        initial_loss=column("initial_loss"), exact_match=column("exact_match"), certified=column("certified"),
+        provenance=provenance,
     )  # fmt: skip
 
 
@@ -83,5 +111,5 @@ def _from_csv(path: Path) -> LawPoints:
 
     return LawPoints(
         column("rank"), column("length"), column("delta_loss"), column("final_loss"), column("ratio"),
-        column("params"), column("initial_loss"), {"source": str(path)},
+        column("params"), column("initial_loss"), column("exact_match"), column("certified"), {"source": str(path)},
     )  # fmt: skip

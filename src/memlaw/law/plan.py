@@ -1,0 +1,182 @@
+"""Planning with a fitted law: the rank a length needs, or the length a rank holds.
+
+The law predicts ΔL; the final loss is L_init − ΔL, so planning also needs the initial loss of
+the content to memorise. It comes from the probes the law was fitted on (interpolated in log ℓ
+for the requested ratio), or from the caller. A mean final loss below ln 2 is necessary for
+certified recall, not sufficient (one stubborn token can still derail greedy decoding), so a
+plan is where to start probing, not a certificate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from memlaw.constants import CERTIFY_LOSS
+from memlaw.errors import MemlawInputError
+from memlaw.law.fit import MemoryLaw, length_at, x_for
+
+BUDGET_CAVEAT = (
+    "valid only for the training budget, placement, data and method the law was fitted on; "
+    "a final loss below ln 2 is necessary for verbatim recall, not sufficient: confirm with memlaw probe"
+)
+
+
+@dataclass
+class Plan:
+    """One planned (rank, length) pair with what the law predicts for it."""
+
+    rank: float
+    length: float
+    initial_loss: float
+    predicted_final_loss: float
+    #: 95 % interval of the planned quantity (rank or length) over the bootstrap refits.
+    interval: tuple[float, float] | None
+    trainable_params: float | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def stored_bits(self) -> float:
+        """Bits the adapter must absorb: (L_init − target)·ℓ nats."""
+        return (self.initial_loss - self.predicted_final_loss) * self.length / math.log(2)
+
+    @property
+    def bits_per_param(self) -> float | None:
+        return None if not self.trainable_params else self.stored_bits / self.trainable_params
+
+    def to_dict(self) -> dict:
+        return {
+            "rank": self.rank, "length": self.length, "initial_loss": self.initial_loss,
+            "predicted_final_loss": self.predicted_final_loss, "interval95": self.interval,
+            "trainable_params": self.trainable_params, "stored_bits": self.stored_bits,
+            "bits_per_param": self.bits_per_param, "warnings": self.warnings, "caveat": BUDGET_CAVEAT,
+        }  # fmt: skip
+
+
+def plan_rank(
+    law: MemoryLaw,
+    length: float,
+    *,
+    ratio: float | None = None,
+    initial_loss: float | None = None,
+    target_loss: float = CERTIFY_LOSS,
+) -> Plan:
+    """The smallest whole rank whose predicted final loss at ``length`` is below ``target_loss``."""
+    if not length > 0:
+        raise MemlawInputError(f"length must be positive, got {length}")
+    start = initial_loss if initial_loss is not None else _initial_loss(law, length, ratio)
+    need = start - target_loss
+    per_rank = _params_per_rank(law)
+    to_rank = (lambda x: x / per_rank) if law.x_name_ == "params" else (lambda x: x)
+    exact = to_rank(x_for(law.params_, length, need))
+    # The smallest integer rank strictly past the boundary, so its loss is below the target.
+    rank = max(1, math.floor(exact) + 1)
+    draws = [to_rank(x_for(d, length, need)) for d in law.draws_]
+    interval = _percentiles(draws)
+    plan = Plan(
+        rank=float(rank), length=float(length), initial_loss=start,
+        predicted_final_loss=start - float(law.predict(_to_x(law, rank), length)),
+        interval=interval, trainable_params=None if per_rank is None else rank * per_rank,
+    )  # fmt: skip
+    plan.warnings = _extrapolation(law, rank=rank, length=length, ratio=ratio)
+    return plan
+
+
+def plan_length(
+    law: MemoryLaw,
+    rank: float,
+    *,
+    ratio: float | None = None,
+    initial_loss: float | None = None,
+    target_loss: float = CERTIFY_LOSS,
+) -> Plan:
+    """The longest ℓ a rank-``rank`` adapter is predicted to bring below ``target_loss``."""
+    if not rank > 0:
+        raise MemlawInputError(f"rank must be positive, got {rank}")
+    x = _to_x(law, rank)
+
+    def solve(params) -> float:
+        if initial_loss is not None:
+            return length_at(params, x, initial_loss - target_loss)
+        # The initial loss itself depends (weakly) on ℓ: iterate to the fixed point.
+        length = length_at(params, x, _initial_loss(law, None, ratio) - target_loss)
+        for _ in range(50):
+            if not math.isfinite(length):
+                break
+            updated = length_at(params, x, _initial_loss(law, length, ratio) - target_loss)
+            if abs(updated - length) <= 1e-9 * length:
+                break
+            length = updated
+        return length
+
+    length = solve(law.params_)
+    start = initial_loss if initial_loss is not None else _initial_loss(law, length, ratio)
+    per_rank = _params_per_rank(law)
+    plan = Plan(
+        rank=float(rank), length=length, initial_loss=start,
+        predicted_final_loss=start - float(law.predict(x, length)) if math.isfinite(length) else float("nan"),
+        interval=_percentiles([solve(d) for d in law.draws_]),
+        trainable_params=None if per_rank is None else rank * per_rank,
+    )  # fmt: skip
+    plan.warnings = _extrapolation(law, rank=rank, length=length, ratio=ratio)
+    return plan
+
+
+def _percentiles(values: list[float]) -> tuple[float, float] | None:
+    if not values:
+        return None
+    low, high = np.percentile(np.array(values), [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _params_per_rank(law: MemoryLaw) -> float | None:
+    return getattr(law, "reference_", {}).get("params_per_rank")
+
+
+def _to_x(law: MemoryLaw, rank: float) -> float:
+    if law.x_name_ != "params":
+        return rank
+    per_rank = _params_per_rank(law)
+    if per_rank is None:
+        raise MemlawInputError("this law is in trainable parameters but records no parameters per rank")
+    return rank * per_rank
+
+
+def _initial_loss(law: MemoryLaw, length: float | None, ratio: float | None) -> float:
+    """Mean initial loss the probes measured for ``ratio``, interpolated in log ℓ (flat outside)."""
+    table = getattr(law, "reference_", {}).get("initial_loss", [])
+    if not table:
+        raise MemlawInputError("this law records no initial losses: pass --initial-loss (mean loss before training)")
+    ratios = sorted({row["ratio"] for row in table}, key=lambda r: -1 if r is None else r)
+    if ratio is None:
+        if len(ratios) > 1:
+            raise MemlawInputError(
+                f"this law was fitted on ratios {', '.join(map(str, ratios))}: pass --ratio or --initial-loss"
+            )
+        ratio = ratios[0]
+    rows = sorted((row for row in table if row["ratio"] == ratio), key=lambda row: row["length"])
+    if not rows:
+        raise MemlawInputError(
+            f"no probes at ratio {ratio} in this law (it has {', '.join(map(str, ratios))}): "
+            "pick one of those or pass --initial-loss"
+        )
+    lengths = np.log([row["length"] for row in rows])
+    losses = [row["initial_loss"] for row in rows]
+    at = np.log(length) if length is not None and math.isfinite(length) else lengths.mean()
+    return float(np.interp(at, lengths, losses))
+
+
+def _extrapolation(law: MemoryLaw, *, rank: float, length: float, ratio: float | None) -> list[str]:
+    grid = getattr(law, "grid_", None) or {}
+    warnings = []
+    ranks = grid.get("x", [])
+    if law.x_name_ == "params" and ranks and _params_per_rank(law):
+        ranks = [x / _params_per_rank(law) for x in ranks]
+    for name, value, fitted in (("rank", rank, ranks), ("length", length, grid.get("length", []))):
+        if fitted and not (min(fitted) <= value <= max(fitted)):
+            warnings.append(
+                f"{name} {value:.4g} is outside the fitted {name}s [{min(fitted):g}, {max(fitted):g}]: extrapolating"
+            )
+    return warnings

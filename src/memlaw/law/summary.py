@@ -1,0 +1,53 @@
+"""The fit described in words: constants, quality, held-out error, alternatives, efficiency.
+
+``memlaw fit`` prints these lines and ``memlaw report`` writes them into its summary, so the
+two never disagree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from memlaw.law.compare import compare_forms, heldout_error
+from memlaw.law.fit import MemoryLaw
+from memlaw.law.plan import BUDGET_CAVEAT
+from memlaw.law.points import LawPoints
+
+
+def describe_fit(law: MemoryLaw, points: LawPoints) -> list[str]:
+    options = {"form": law.form, "loss": law.loss, "saturation_loss": law.saturation_loss, "seed": law.seed}
+    heldout = heldout_error(points, **options)
+    lines = [
+        (
+            f"{law.n_points_} points fitted, {len(law.excluded_)} excluded as saturated "
+            f"(final loss < {law.saturation_loss:.4g})"
+        ),
+        "ΔL = C · r^α · ℓ^(−β) + b",
+    ]
+    for name, value in zip(("C", "alpha", "beta", "b"), law.params_, strict=True):
+        low, high = law.ci_.get(name, (float("nan"), float("nan")))
+        lines.append(f"  {name:5s} = {value!r}   95% CI [{low:.6g}, {high:.6g}]")
+    held = "n/a" if heldout is None else f"{heldout:.4g}"
+    lines.append(f"R² = {law.r2_:.5f}, RMSE = {law.rmse_:.4g} nats, held-out RMSE (largest rank / longest ℓ) = {held}")
+    lines.append("alternatives on the same points (held-out RMSE, lower is better):")
+    scored = []
+    for row in compare_forms(points, bootstrap=0, seed=law.seed):
+        if "error" in row:
+            lines.append(f"  {row['name']:36s} not fitted: {row['error']}")
+            continue
+        score = row["heldout_rmse"]
+        if score is not None:
+            scored.append((score, row["name"]))
+        lines.append(f"  {row['name']:36s} {'n/a' if score is None else f'{score:.4g}'}")
+    if scored:
+        lines.append(f"best by held-out error: {min(scored)[1]}")
+    efficiency = points.bits_per_param()
+    if efficiency is not None:
+        best = int(np.argmax(efficiency))
+        lines.append(
+            f"memory efficiency (ΔL·ℓ/ln 2 bits per trainable parameter): median {np.median(efficiency):.3g}, "
+            f"highest {efficiency[best]:.3g} at rank {points.rank[best]:g}, ℓ {points.length[best]:g} "
+            "(whole-model anchors in the literature: about 2 and 3.6)"
+        )
+    lines.append(BUDGET_CAVEAT.split(";")[0])
+    return lines
