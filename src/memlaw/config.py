@@ -18,11 +18,16 @@ import yaml
 from memlaw.errors import MemlawInputError
 
 
-def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, helps: dict[str, str]) -> None:
-    """One ``--field-name`` option per field; unset options stay ``None`` so YAML values survive."""
+def add_dataclass_options(
+    parser: argparse.ArgumentParser, cls: type, helps: dict[str, str], defaults: dict[str, Any] | None = None
+) -> None:
+    """One ``--field-name`` option per field; unset options stay ``None`` so YAML values survive.
+
+    ``defaults`` are a command's own defaults, shown in its help instead of the dataclass's."""
     for f in fields(cls):
         flag = "--" + f.name.replace("_", "-")
-        default = "" if f.default is MISSING else f" (default: {f.default})"
+        value = (defaults or {}).get(f.name, f.default)
+        default = "" if value is MISSING else f" (default: {value})"
         parser.add_argument(
             flag, dest=f.name, default=None, metavar=f.name.upper(), help=helps.get(f.name, "") + default
         )
@@ -74,6 +79,8 @@ def check_value(name: str, value: Any, annotation: Any) -> Any:
             return float(value)
         if option is str and isinstance(value, str):
             return value
+        if typing.get_origin(option) is dict and isinstance(value, dict):
+            return value  # checked by whoever consumes the mapping (e.g. an objective's options)
         if typing.get_origin(option) is list and isinstance(value, list):
             (item_type,) = typing.get_args(option)
             return [check_value(name, item, item_type) for item in value]
@@ -99,6 +106,13 @@ def parse_text(name: str, text: str, annotation: Any) -> Any:
                 return float(text)
             except ValueError:
                 continue
+        elif typing.get_origin(option) is dict:
+            try:
+                mapping = yaml.safe_load(text)
+            except yaml.YAMLError:
+                mapping = None
+            if isinstance(mapping, dict):
+                return mapping
         elif typing.get_origin(option) is list and "," in text:
             (item_type,) = typing.get_args(option)
             return [parse_text(name, part.strip(), item_type) for part in text.split(",")]
@@ -118,6 +132,8 @@ def _describe(annotation: Any) -> str:
             names.append("none")
         elif typing.get_origin(option) is list:
             names.append(f"a list of {_describe(typing.get_args(option)[0])}")
+        elif typing.get_origin(option) is dict:
+            names.append("a mapping such as '{window: 80, decay: 20}'")
         else:
             names.append(
                 {int: "an integer", float: "a number", str: "text", bool: "true or false"}.get(option, str(option))

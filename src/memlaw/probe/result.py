@@ -90,6 +90,7 @@ def build_result(
     after: RecallMeasurement,
     log: TrainLog,
     seconds: float,
+    tokenizer=None,
 ) -> ProbeResult:
     assert after.greedy is not None
     return ProbeResult(
@@ -113,7 +114,7 @@ def build_result(
         steps=log.steps,
         stopped_early=log.stopped_early,
         loss_curve=log.loss_curve,
-        items=item_reports(data, before, after),
+        items=item_reports(data, before, after, tokenizer),
         seconds=seconds,
         memlaw_version=__version__,
         adapter=adapter,
@@ -127,7 +128,26 @@ def certified_step(log: TrainLog, after: RecallMeasurement, config: ProbeConfig)
     return log.steps if log.certified_step is None else log.certified_step
 
 
-def item_reports(data: EncodedData, before: RecallMeasurement, after: RecallMeasurement) -> list[dict[str, Any]]:
+#: Answer tokens shown on each side of a greedy divergence.
+DIVERGENCE_CONTEXT = 8
+
+
+def divergence(answer: list[int], decoded: list[int], position: int | None, tokenizer) -> dict[str, Any] | None:
+    """Where greedy decoding leaves the answer: the text before it, what was due, what came out."""
+    if position is None or tokenizer is None:
+        return None
+    start, end = max(0, position - DIVERGENCE_CONTEXT), position + DIVERGENCE_CONTEXT
+    return {
+        "position": position,
+        "before": tokenizer.decode(answer[start:position]),
+        "expected": tokenizer.decode(answer[position:end]),
+        "decoded": tokenizer.decode(decoded[position:end]),
+    }
+
+
+def item_reports(
+    data: EncodedData, before: RecallMeasurement, after: RecallMeasurement, tokenizer=None
+) -> list[dict[str, Any]]:
     assert after.greedy is not None
     reports = []
     for index, (item, l0, l1) in enumerate(zip(data.items, before.item_losses(), after.item_losses(), strict=True)):
@@ -138,6 +158,12 @@ def item_reports(data: EncodedData, before: RecallMeasurement, after: RecallMeas
                 "length": len(item.answer_ids),
                 "exact_match": after.greedy.item_exact[index],
                 "first_error": after.greedy.item_first_error[index],
+                "divergence": divergence(
+                    list(item.answer_ids),
+                    after.greedy.item_decoded[index],
+                    after.greedy.item_first_error[index],
+                    tokenizer,
+                ),
                 "token_accuracy": after.greedy.item_matched[index] / len(item.answer_ids),
                 "min_prob": min(p1),
                 "stubborn_positions": torch.nonzero(l1 >= CERTIFY_LOSS).flatten().tolist(),

@@ -121,7 +121,7 @@ def probe_together(
         logs = train_copies(
             adapter,
             data,
-            make_objective(config.method),
+            make_objective(config.method, config.method_options),
             config.train_config(),
             pad_id=pad_id,
             seeds=[c.seed for c in configs],
@@ -132,7 +132,7 @@ def probe_together(
         afters = measure_recall(model, data, copies=copies, **measure)
         seconds = (time.perf_counter() - started) / copies
         return [
-            build_result(c, adapter, j, data, before, after, log, seconds)
+            build_result(c, adapter, j, data, before, after, log, seconds, loaded.tokenizer)
             for j, (c, after, log) in enumerate(zip(configs, afters, logs, strict=True))
         ]
     except BaseException:  # never leave a half-trained adapter on a shared model

@@ -42,6 +42,8 @@ SETTING_COLUMNS = ("model", "data", "ratio", "placement", "rank", "layer", "meth
 def cell_key(config: ProbeConfig) -> str:
     """Stable identity of a cell: a hash of every setting that affects its measurements."""
     settings = {k: v for k, v in asdict(config).items() if k not in ENGINE_SETTINGS}
+    if not settings["method_options"]:
+        del settings["method_options"]  # settings added later hash as before, so older stores stay valid
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -2,12 +2,17 @@
 
 Every objective shares that one signature, so SFT and the MemFT variants are swappable in
 the probe, the sweep and inside a Hugging Face Trainer. The loss that is back-propagated is
-the weighted mean  sum(w * l) / sum(w); weights never carry gradient.
+the weighted mean  sum(w * l) / sum(w); weights never carry gradient. A copy whose weights
+are all zero in a step gets no update at all (the reference's "zero backprop" semantics).
+
+An objective may also choose which items an epoch trains on (the MemFT curriculum); the
+default is a fresh seeded shuffle of all items every epoch.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import math
+from dataclasses import fields
 
 import torch
 
@@ -15,15 +20,24 @@ from memlaw.errors import MemlawInputError
 from memlaw.measure.teacher_forced import TokenLosses
 
 
-class Objective(Protocol):
-    name: str
+class Objective:
+    name = ""
 
     def weights(self, tokens: TokenLosses) -> torch.Tensor:
         """Detached non-negative weight for every answer token of the batch."""
-        ...
+        raise NotImplementedError
+
+    def epoch_items(
+        self, epoch: int, num_items: int, batch_size: int, order: torch.Generator, copy: int = 0
+    ) -> torch.Tensor:
+        """The items epoch ``epoch`` trains on, in training order (``order``: copy ``copy``'s generator)."""
+        return torch.randperm(num_items, generator=order)
+
+    def total_steps(self, epochs: int, num_items: int, batch_size: int) -> int:
+        return epochs * math.ceil(num_items / batch_size)
 
 
-class SFT:
+class SFT(Objective):
     """Plain supervised fine-tuning: the mean cross-entropy over all answer tokens."""
 
     name = "sft"
@@ -32,13 +46,31 @@ class SFT:
         return torch.ones_like(tokens.losses)
 
 
-OBJECTIVES: dict[str, type] = {"sft": SFT}
+def _registry() -> dict[str, type]:
+    from memlaw.training.memft import OnlyThreshold, SlidingWindow
+
+    return {"sft": SFT, "memft-ot": OnlyThreshold, "memft-sw": SlidingWindow}
 
 
-def make_objective(name: str) -> Objective:
-    if name not in OBJECTIVES:
-        raise MemlawInputError(f"unknown method '{name}': use one of {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[name]()
+def objective_names() -> list[str]:
+    return list(_registry())
+
+
+def make_objective(name: str, options: dict | None = None) -> Objective:
+    """The objective ``name`` with its documented ``options`` (checked: unknown keys and bad values are errors)."""
+    registry = _registry()
+    if name not in registry:
+        raise MemlawInputError(f"unknown method '{name}': use one of {', '.join(registry)}")
+    cls, options = registry[name], dict(options or {})
+    known = {f.name for f in fields(cls)} if hasattr(cls, "__dataclass_fields__") else set()
+    unknown = sorted(set(options) - known)
+    if unknown:
+        hint = f"known: {', '.join(sorted(known))}" if known else f"{name} takes no options"
+        raise MemlawInputError(f"unknown option '{unknown[0]}' for method {name} ({hint})")
+    try:
+        return cls(**options)
+    except TypeError as err:
+        raise MemlawInputError(f"method {name}: {err}") from err
 
 
 def weighted_loss(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +14,7 @@ from memlaw.engine.prefix_cache import PrefixCache
 from memlaw.errors import MemlawInputError
 from memlaw.measure.teacher_forced import batch_token_losses, evaluate_tokens
 from memlaw.placements.base import Adapter
-from memlaw.training.objectives import Objective, copy_losses
+from memlaw.training.objectives import SFT, Objective, copy_losses
 
 
 @dataclass
@@ -44,8 +43,10 @@ class TrainConfig:
         if self.check_every < 0:
             raise MemlawInputError(f"check_every must be 0 (never) or a positive integer, got {self.check_every}")
 
-    def total_steps(self, num_items: int) -> int:
-        return self.steps if self.steps is not None else self.epochs * math.ceil(num_items / self.batch_size)
+    def total_steps(self, num_items: int, objective: Objective | None = None) -> int:
+        if self.steps is not None:
+            return self.steps
+        return (objective or SFT()).total_steps(self.epochs, num_items, self.batch_size)
 
 
 @dataclass
@@ -103,7 +104,7 @@ def train_copies(
     if config.autocast and adapter.model.device.type != "cuda":
         raise MemlawInputError("autocast (bf16) is for CUDA devices; on this device train without it")
     model, params = adapter.model, adapter.parameters()
-    total = config.total_steps(len(data.items))
+    total = config.total_steps(len(data.items), objective)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=total)
     torch.manual_seed(config.seed)  # adapter dropout draws from the global generator
@@ -118,13 +119,17 @@ def train_copies(
     while step < total and not all(stopped):
         adapter.train(True)
         below = [True] * copies  # every batch of this epoch under the threshold, per copy
-        batches = zip(*(torch.randperm(len(data.items), generator=g).split(config.batch_size) for g in orders))
+        epoch_orders = (
+            objective.epoch_items(epoch, len(data.items), config.batch_size, g, copy=j) for j, g in enumerate(orders)
+        )
+        batches = zip(*(order.split(config.batch_size) for order in epoch_orders))
         for per_copy in batches:
             indices = [i for part in per_copy for i in part.tolist()]
             with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=config.autocast):
                 tokens = batch_token_losses(model, data, indices, pad_id=pad_id, cache=cache, copies=copies)
-            loss = copy_losses(tokens.losses, objective.weights(tokens).detach(), tokens.copy, copies).sum()
-            worst, mean = copy_stats(tokens.losses.detach(), tokens.copy, copies)  # one device sync per step
+            weights = objective.weights(tokens).detach()
+            loss = copy_losses(tokens.losses, weights, tokens.copy, copies).sum()
+            worst, mean, weighted = copy_stats(tokens.losses.detach(), tokens.copy, copies, weights)  # one sync
             for j in range(copies):
                 below[j] = below[j] and worst[j] < CERTIFY_LOSS
                 if forward_is_check and certified[j] is None and worst[j] < CERTIFY_LOSS:
@@ -134,10 +139,15 @@ def train_copies(
                     curves[j].append(mean[j])
             if all(stopped):
                 break
+            # Stopped copies, and copies whose objective weighs nothing this step, get no update:
+            # with no backward their parameters have no gradient and AdamW leaves them (and their
+            # state) alone, as in the reference; stacked with others, they are restored after the step.
+            idle = [j for j in range(copies) if stopped[j] or weighted[j] == 0]
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            adapter.clip_grad_norm_(config.max_grad_norm)
-            frozen = adapter.snapshot_copies([j for j in range(copies) if stopped[j]])
+            if len(idle) < copies:
+                loss.backward()
+                adapter.clip_grad_norm_(config.max_grad_norm)
+            frozen = adapter.snapshot_copies(idle)
             optimizer.step()
             adapter.restore_copies(frozen)
             schedule.step()
@@ -163,10 +173,13 @@ def train_copies(
     ]
 
 
-def copy_stats(losses: torch.Tensor, copy: torch.Tensor, copies: int) -> tuple[list[float], list[float]]:
-    """Largest and mean token loss of each copy."""
+def copy_stats(
+    losses: torch.Tensor, copy: torch.Tensor, copies: int, weights: torch.Tensor | None = None
+) -> tuple[list[float], list[float], list[float]]:
+    """Largest and mean token loss of each copy, and the sum of its objective weights."""
     worst = losses.new_full((copies,), float("-inf")).scatter_reduce(0, copy, losses, reduce="amax")
     total = losses.new_zeros(copies).index_add(0, copy, losses)
     count = losses.new_zeros(copies).index_add(0, copy, torch.ones_like(losses))
-    worst_list, mean_list = torch.stack([worst, total / count]).tolist()
-    return worst_list, mean_list
+    weighted = losses.new_zeros(copies).index_add(0, copy, torch.ones_like(losses) if weights is None else weights)
+    worst_list, mean_list, weighted_list = torch.stack([worst, total / count, weighted]).tolist()
+    return worst_list, mean_list, weighted_list

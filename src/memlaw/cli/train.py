@@ -1,0 +1,92 @@
+"""``memlaw train``: memorise a file into an adapter until recall is certified, then prove it.
+
+Training stops as soon as every answer token has p > 0.5 under teacher forcing (certified), or
+at the budget; greedy decoding then verifies each item verbatim, the adapter is saved (PEFT
+format for PEFT placements), and the report names what is not recalled: the stubborn tokens
+with their probabilities, and where decoding first leaves each failed item.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from memlaw.cli.main import quiet_libraries
+from memlaw.cli.probe import HELP, check_new_folder, config_from_args, save_adapter
+from memlaw.config import add_dataclass_options
+from memlaw.errors import MemlawInputError
+from memlaw.probe import ProbeConfig, ProbeResult, run_probe
+
+#: What `memlaw train` changes from a probe's defaults: MemFT, a larger budget, stop when certified.
+TRAIN_DEFAULTS = {"method": "memft-ot", "epochs": 300, "stop_when_certified": True}
+#: Stubborn tokens listed before "... and N more".
+SHOWN_STUBBORN = 10
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("train", help="memorise a file until recall is certified", description=__doc__)
+    parser.add_argument("data_file", metavar="DATA", help="JSONL (key/value, query/target, prompt/completion) or text")
+    parser.add_argument("--out", required=True, help="new folder for the adapter, its settings and recall.json")
+    parser.add_argument("--config", help="YAML file of settings (command-line options override it)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_dataclass_options(parser, ProbeConfig, HELP, defaults=TRAIN_DEFAULTS)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not Path(args.data_file).is_file():
+        raise MemlawInputError(f"no such data file: {args.data_file} (give a JSONL or text file)")
+    if args.data is not None:
+        raise MemlawInputError("give the data file as the DATA argument, not --data")
+    args.data = args.data_file
+    quiet_libraries()
+    config = config_from_args(args, TRAIN_DEFAULTS)
+    out = check_new_folder(args.out, "--out")
+    assert out is not None
+    result = run_probe(config, progress=not args.quiet)
+    print("\n".join(recall_report(result, config)))
+    save_adapter(out, result, config)
+    print(f"adapter: {out}")
+    return 0
+
+
+def recall_report(result: ProbeResult, config: ProbeConfig) -> list[str]:
+    items, exact = result.items, sum(item["exact_match"] for item in result.items)
+    stop = (
+        f"certified at step {result.certified_step}"
+        if result.certified
+        else f"budget of {result.steps} steps spent without certification"
+    )
+    lines = [
+        (
+            f"memorised {len(items)} item(s), {result.length} answer tokens, into a {result.placement['placement']} "
+            f"rank-{result.placement['rank']} adapter ({result.trainable_params:,} parameters) with {config.method}: {stop}"
+        ),
+        (
+            f"loss {result.initial_loss:.4f} -> {result.final_loss:.4f} nats/token; "
+            f"tokens with p > 0.5: {result.frac_above_half:.1%}"
+        ),
+        f"greedy recall: {exact}/{len(items)} items verbatim, token accuracy {result.token_accuracy:.1%}",
+    ]
+    if result.certified:
+        lines.append("certified: every answer token has p > 0.5 under teacher forcing")
+    stubborn = sorted(
+        (item["token_probs"][position], item["key"], position)
+        for item in items
+        for position in item["stubborn_positions"]
+    )
+    if stubborn:
+        lines.append(f"stubborn tokens (p <= 0.5), lowest first: {len(stubborn)}")
+        lines += [f"  item {key!r} token {position}: p = {p:.3f}" for p, key, position in stubborn[:SHOWN_STUBBORN]]
+        if len(stubborn) > SHOWN_STUBBORN:
+            lines.append(f"  ... and {len(stubborn) - SHOWN_STUBBORN} more (all in recall.json)")
+    failed = [item for item in items if item["divergence"] is not None]
+    if failed:
+        lines.append(f"where greedy decoding first diverges: {len(failed)} item(s)")
+        for item in failed[:SHOWN_STUBBORN]:
+            d = item["divergence"]
+            lines.append(
+                f"  item {item['key']!r} at token {d['position']}: after {d['before']!r} "
+                f"expected {d['expected']!r}, decoded {d['decoded']!r}"
+            )
+    return lines

@@ -1,0 +1,110 @@
+"""MemFT as a Hugging Face ``compute_loss_func``, normalised over the *global* active tokens.
+
+OT's loss is the mean over the tokens still below the threshold. Under gradient accumulation
+and data parallelism that mean must run over every micro-batch of the optimizer step on every
+process, which no single micro-batch knows. ``MemFTTrainer`` (``memft_trainer``) therefore
+runs one clean no-grad forward over the step's micro-batches first (about a third of a
+training step's cost): it fixes each token's mask from clean probabilities (no dropout noise)
+and hands the global count to the Trainer as ``num_items_in_batch``, which the Trainer already
+passes to the loss, gathers across processes and scales for. Used in a plain ``Trainer``
+(without that pre-pass) the loss masks from the training forward itself and divides by the
+Trainer's global count of supervised tokens: the same direction per step, a smaller scale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+import torch.nn.functional as F
+
+from memlaw.measure.teacher_forced import TokenLosses
+from memlaw.training.memft import OnlyThreshold, threshold_mask
+
+IGNORE = -100
+
+
+def shifted_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[TokenLosses, torch.Tensor]:
+    """Per-token cross-entropy of a causal LM's supervised positions, and their row of the batch."""
+    predicting, targets = logits[:, :-1], labels[:, 1:]
+    valid = targets != IGNORE
+    picked = predicting[valid].float()
+    losses = F.cross_entropy(picked, targets[valid], reduction="none")
+    rows = torch.arange(len(labels), device=labels.device)[:, None].expand_as(targets)[valid]
+    positions = (valid.cumsum(dim=1) - 1)[valid]
+    tokens = TokenLosses(losses, picked.argmax(-1) == targets[valid], rows, positions, torch.zeros_like(rows))
+    return tokens, valid
+
+
+def _key(labels: torch.Tensor) -> str:
+    return hashlib.sha1(labels.detach().cpu().numpy().tobytes()).hexdigest()
+
+
+class MemFTLoss:
+    """``compute_loss_func`` for ``transformers.Trainer`` and TRL's ``SFTTrainer``: MemFT-OT.
+
+    ``threshold`` and ``fallback`` are those of ``memft-ot`` (memlaw.training.memft). The
+    fallback applies to the whole optimizer step: ``sft`` trains every token when none is
+    below the threshold anywhere, ``skip`` returns a zero loss.
+    """
+
+    def __init__(self, threshold: float = 0.5, fallback: str = "sft"):
+        self.objective = OnlyThreshold(threshold=threshold, fallback=fallback)
+        self._masks: dict[str, torch.Tensor] = {}  # clean masks of this step's micro-batches
+        self.reset_stats()
+
+    # -- the pre-pass (called by MemFTTrainer for each optimizer step) -------------------------
+    @torch.no_grad()
+    def prepare(self, model: torch.nn.Module, batches: list[dict]) -> torch.Tensor:
+        """Clean masks of ``batches``; returns the local count of tokens below the threshold."""
+        was_training = model.training
+        model.eval()
+        self._masks.clear()
+        active = torch.zeros((), dtype=torch.long)
+        try:
+            for batch in batches:
+                inputs = {k: v for k, v in batch.items() if k != "labels"}
+                logits = model(**inputs, use_cache=False).logits
+                tokens, _ = shifted_token_losses(logits, batch["labels"])
+                # the mask alone: the fallback is decided for the whole step, not per micro-batch
+                mask = threshold_mask(tokens, self.objective.threshold, "skip")
+                self._masks[_key(batch["labels"])] = mask
+                active = active.to(mask.device) + int(mask.sum())
+        finally:
+            model.train(was_training)
+        return active
+
+    def fall_back_to_all_tokens(self) -> None:
+        """No token is below the threshold anywhere in this step: the ``sft`` fallback's masks."""
+        self._masks = {key: torch.ones_like(mask) for key, mask in self._masks.items()}
+
+    # -- the loss ----------------------------------------------------------------------------------
+    def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+        tokens, _ = shifted_token_losses(logits, labels)
+        prepared = self._masks.pop(_key(labels), None)
+        if prepared is not None:
+            weights, count = prepared.to(tokens.losses.dtype), num_items_in_batch
+        else:
+            weights = self.objective.weights(tokens).to(tokens.losses.dtype)
+            count = num_items_in_batch if num_items_in_batch is not None else weights.sum()
+        if torch.is_grad_enabled() and logits.requires_grad:
+            self._record(tokens)
+        count = torch.as_tensor(count, device=tokens.losses.device, dtype=tokens.losses.dtype)
+        total = (weights * tokens.losses).sum()
+        return torch.where(count > 0, total / count.clamp_min(1), total * 0)
+
+    # -- statistics for MemFTCallback -----------------------------------------------------------
+    def reset_stats(self) -> None:
+        self.stats = {"tokens": 0, "sub_threshold": 0, "items": 0, "certified_items": 0}
+
+    def _record(self, tokens: TokenLosses) -> None:
+        below = tokens.losses.detach() > -torch.log(torch.tensor(self.objective.threshold))
+        rows = int(tokens.item_index.max()) + 1 if len(tokens.item_index) else 0
+        failing = torch.zeros(rows, dtype=torch.bool, device=below.device).index_put_(
+            (tokens.item_index,), below, accumulate=True
+        )
+        self.stats["tokens"] += len(below)
+        self.stats["sub_threshold"] += int(below.sum())
+        self.stats["items"] += rows
+        self.stats["certified_items"] += int((~failing).sum())

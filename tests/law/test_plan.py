@@ -1,0 +1,89 @@
+"""Planning with a law: whole ranks past the boundary, intervals, fixed points, warnings, JSON."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from memlaw.constants import CERTIFY_LOSS
+from memlaw.errors import MemlawInputError
+from memlaw.law import LawPoints, MemoryLaw, plan_length, plan_rank
+
+TRUE = (6.0, 0.8, 0.55, 0.4)
+PER_RANK = 1152.0
+
+
+def points(noise=0.03, ratios=(1.0,)):
+    rng = np.random.default_rng(0)
+    rank, length, ratio = (a.ravel().astype(float) for a in np.meshgrid([1, 2, 4, 8, 16], [50, 100, 200, 400], ratios))
+    delta = TRUE[0] * rank ** TRUE[1] * length ** (-TRUE[2]) + TRUE[3] + rng.normal(0, noise, rank.shape)
+    # the initial loss grows a little with ℓ, and with the share of random tokens
+    initial = 8.0 + 4.0 * ratio + 0.1 * np.log(length)
+    return LawPoints(rank, length, delta, initial - delta, ratio, PER_RANK * rank, initial)
+
+
+def test_plan_rank_is_the_smallest_whole_rank_below_the_target():
+    law = MemoryLaw(bootstrap=200, seed=0).fit_points(points())
+    plan = plan_rank(law, 300)
+    start = 12.0 + 0.1 * math.log(300)  # interpolated between the measured lengths 200 and 400
+    assert plan.initial_loss == pytest.approx(start, abs=0.01)
+    below = lambda rank: start - law.predict(rank, 300) < CERTIFY_LOSS
+    assert below(plan.rank) and not below(plan.rank - 1)
+    assert plan.predicted_final_loss < CERTIFY_LOSS
+    low, high = plan.interval
+    assert low <= law.rank_for(300, start) <= high
+    assert plan.trainable_params == plan.rank * PER_RANK
+    assert plan.bits_per_param == pytest.approx(plan.stored_bits / plan.trainable_params)
+    assert plan.rank > 16 and plan.warnings == [
+        f"rank {plan.rank:g} is outside the fitted ranks [1, 16]: extrapolating"
+    ]
+
+
+def test_plan_length_reaches_the_target_at_its_own_initial_loss():
+    law = MemoryLaw(bootstrap=100, seed=0).fit_points(points())
+    plan = plan_length(law, 60)
+    assert 50 < plan.length < 400  # inside the measured lengths, so the initial loss is interpolated
+    assert plan.predicted_final_loss == pytest.approx(CERTIFY_LOSS, abs=1e-6)
+    assert plan.initial_loss == pytest.approx(12.0 + 0.1 * math.log(plan.length), abs=0.01)
+    assert plan.interval[0] <= plan.length <= plan.interval[1]
+    fixed = plan_length(law, 8, initial_loss=10.0)
+    assert law.predict(8, fixed.length) == pytest.approx(10.0 - CERTIFY_LOSS)
+    # rank 8 holds a little less than that length, and needs rank 9 for a little more
+    assert plan_rank(law, fixed.length * 0.99, initial_loss=10.0).rank == 8
+    assert plan_rank(law, fixed.length * 1.01, initial_loss=10.0).rank == 9
+
+
+def test_extrapolation_is_warned_about_and_interpolation_is_not():
+    law = MemoryLaw(bootstrap=0).fit_points(points())
+    inside = plan_rank(law, 100, initial_loss=law.predict(4.5, 100) + CERTIFY_LOSS)
+    assert inside.rank == 5 and inside.warnings == [] and inside.interval is None
+    outside = plan_rank(law, 5000, initial_loss=14)
+    assert any("length 5000 is outside the fitted lengths [50, 400]" in w for w in outside.warnings)
+
+
+def test_ratio_selects_the_initial_loss_and_is_required_when_ambiguous():
+    law = MemoryLaw(bootstrap=0).fit_points(points(ratios=(1.0, 0.4)))
+    assert plan_rank(law, 100, ratio=0.4).initial_loss == pytest.approx(8.0 + 1.6 + 0.1 * math.log(100))
+    with pytest.raises(MemlawInputError, match="pass --ratio or --initial-loss"):
+        plan_rank(law, 100)
+    with pytest.raises(MemlawInputError, match="no probes at ratio 0.7"):
+        plan_rank(law, 100, ratio=0.7)
+    with pytest.raises(MemlawInputError, match="positive"):
+        plan_rank(law, 0, ratio=0.4)
+
+
+def test_a_saved_law_plans_the_same_as_the_fitted_one():
+    law = MemoryLaw(bootstrap=50, seed=2).fit_points(points())
+    loaded = MemoryLaw.from_dict(json.loads(json.dumps(law.to_dict())))
+    assert np.array_equal(loaded.draws_, law.draws_)
+    assert plan_rank(loaded, 250).to_dict() == plan_rank(law, 250).to_dict()
+    assert plan_length(loaded, 3).to_dict() == plan_length(law, 3).to_dict()
+
+
+def test_a_law_in_trainable_parameters_plans_in_rank():
+    data = points()
+    by_rank = MemoryLaw(bootstrap=0).fit_points(data)
+    by_params = MemoryLaw(bootstrap=0, x_name="params").fit_points(data)
+    assert plan_rank(by_params, 300).rank == plan_rank(by_rank, 300).rank
+    assert plan_length(by_params, 4).length == pytest.approx(plan_length(by_rank, 4).length, rel=1e-3)
