@@ -48,3 +48,19 @@ def detach() -> Iterator[list[Adapter]]:
     yield adapters
     for adapter in adapters:
         adapter.remove()
+
+
+@pytest.fixture()
+def cli(capsys):
+    """Run ``memlaw ARGS...`` in-process: returns (exit code, stdout, stderr)."""
+    from memlaw.cli.main import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = main(list(argv))
+        except SystemExit as exit_:  # argparse usage errors
+            code = exit_.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

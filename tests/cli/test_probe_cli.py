@@ -10,25 +10,14 @@ import yaml
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from memlaw.cli.main import main
 from memlaw.measure import evaluate_tokens
 from memlaw.models import load_model
 from memlaw.placements import load_adapter
 from memlaw.probe import ProbeConfig, build_data
 
 
-def run_cli(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:  # argparse usage errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_probe_writes_result_and_peft_adapter(tiny_dir, tmp_path, capsys):
-    code, out, err = run_cli(
-        capsys,
+def test_probe_writes_result_and_peft_adapter(tiny_dir, tmp_path, cli):
+    code, out, err = cli(
         "probe",
         "--model",
         tiny_dir,
@@ -59,9 +48,8 @@ def test_probe_writes_result_and_peft_adapter(tiny_dir, tmp_path, capsys):
     assert sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) == result["trainable_params"]
 
 
-def test_saved_bypass_adapter_reproduces_the_reported_probabilities(tiny_dir, tmp_path, capsys):
-    code, _, err = run_cli(
-        capsys,
+def test_saved_bypass_adapter_reproduces_the_reported_probabilities(tiny_dir, tmp_path, cli):
+    code, _, err = cli(
         "probe",
         "--model",
         tiny_dir,
@@ -92,12 +80,10 @@ def test_saved_bypass_adapter_reproduces_the_reported_probabilities(tiny_dir, tm
     assert probs.tolist() == pytest.approx(result["items"][0]["token_probs"], abs=2e-6)
 
 
-def test_yaml_config_with_command_line_override(tiny_dir, tmp_path, capsys):
+def test_yaml_config_with_command_line_override(tiny_dir, tmp_path, cli):
     config = tmp_path / "probe.yaml"
     config.write_text(yaml.safe_dump({"model": tiny_dir, "data": "longcontext", "length": 12, "rank": 3, "epochs": 2}))
-    code, _, err = run_cli(
-        capsys, "probe", "--config", str(config), "--rank", "5", "--quiet", "--out", str(tmp_path / "r.json")
-    )
+    code, _, err = cli("probe", "--config", str(config), "--rank", "5", "--quiet", "--out", str(tmp_path / "r.json"))
     assert code == 0, err
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["config"]["rank"] == 5 and result["config"]["length"] == 12 and result["length"] == 12
@@ -134,11 +120,11 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
-def test_bad_input_is_one_line_and_exit_2(tiny_dir, tmp_path, capsys, case):
+def test_bad_input_is_one_line_and_exit_2(tiny_dir, tmp_path, cli, case):
     extra, message = BAD_INPUTS[case]
     defaults = ["--model", tiny_dir, "--data", "longcontext", "--length", "8", "--epochs", "1", "--quiet"]
     out_file = tmp_path / "result.json"
-    code, _, err = run_cli(capsys, "probe", *defaults, *extra(tmp_path), "--out", str(out_file))
+    code, _, err = cli("probe", *defaults, *extra(tmp_path), "--out", str(out_file))
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -147,10 +133,10 @@ def test_bad_input_is_one_line_and_exit_2(tiny_dir, tmp_path, capsys, case):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".result.json")]
 
 
-def test_save_into_a_non_empty_folder_is_refused_before_training(tiny_dir, tmp_path, capsys):
+def test_save_into_a_non_empty_folder_is_refused_before_training(tiny_dir, tmp_path, cli):
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "keep.txt").write_text("mine")
-    code, _, err = run_cli(capsys, "probe", "--model", tiny_dir, "--length", "8", "--save", str(tmp_path / "adapter"))
+    code, _, err = cli("probe", "--model", tiny_dir, "--length", "8", "--save", str(tmp_path / "adapter"))
     assert code == 2 and "not an empty folder" in err
     assert [p.name for p in (tmp_path / "adapter").iterdir()] == ["keep.txt"]
 

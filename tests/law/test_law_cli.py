@@ -6,18 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from memlaw.cli.main import main
 from memlaw.law.fit import MemoryLaw
-
-
-def run_cli(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 COLUMNS = ("rank", "length", "delta_loss", "final_loss", "ratio", "params", "initial_loss")
 
@@ -41,9 +30,9 @@ def synthetic_rows():
     return rows
 
 
-def test_fit_from_csv_prints_and_saves_the_law(tmp_path, capsys):
+def test_fit_from_csv_prints_and_saves_the_law(tmp_path, cli):
     source = write_csv(tmp_path / "points.csv", synthetic_rows())
-    code, out, err = run_cli(capsys, "fit", "--from", source, "--out", str(tmp_path / "law.json"), "--bootstrap", "100")
+    code, out, err = cli("fit", "--from", source, "--out", str(tmp_path / "law.json"), "--bootstrap", "100")
     assert code == 0, err
     assert "50 points fitted, 0 excluded" in out and "held-out RMSE" in out and "best by held-out error" in out
     saved = json.loads((tmp_path / "law.json").read_text())
@@ -63,29 +52,28 @@ def test_fit_from_csv_prints_and_saves_the_law(tmp_path, capsys):
         ([(r, 64, "nan" if r == 2 else 1.0, 3.0, 1, r) for r in (1, 2, 4, 8, 16)], "NaN"),
     ],
 )
-def test_bad_points_are_one_line_and_exit_2(tmp_path, capsys, rows, message):
+def test_bad_points_are_one_line_and_exit_2(tmp_path, cli, rows, message):
     source = write_csv(tmp_path / "bad.csv", rows, COLUMNS[: len(rows[0])])
-    code, _, err = run_cli(capsys, "fit", "--from", source, "--bootstrap", "0")
+    code, _, err = cli("fit", "--from", source, "--bootstrap", "0")
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_csv_without_the_needed_columns(tmp_path, capsys):
+def test_csv_without_the_needed_columns(tmp_path, cli):
     source = write_csv(tmp_path / "bad.csv", [(1, 2)], columns=("rank", "len"))
-    code, _, err = run_cli(capsys, "fit", "--from", source)
+    code, _, err = cli("fit", "--from", source)
     assert code == 2 and "missing column(s) delta_loss, length" in err
 
 
 @pytest.fixture()
-def law_file(tmp_path, capsys):
+def law_file(tmp_path, cli):
     source = write_csv(tmp_path / "points.csv", synthetic_rows())
-    code, _, err = run_cli(capsys, "fit", "--from", source, "--out", str(tmp_path / "law.json"), "--bootstrap", "50")
+    code, _, err = cli("fit", "--from", source, "--out", str(tmp_path / "law.json"), "--bootstrap", "50")
     assert code == 0, err
     return tmp_path / "law.json"
 
 
-def test_plan_rank_and_length_from_a_saved_law(law_file, capsys, tmp_path):
-    code, out, err = run_cli(
-        capsys,
+def test_plan_rank_and_length_from_a_saved_law(law_file, cli, tmp_path):
+    code, out, err = cli(
         "plan",
         "--law",
         str(law_file),
@@ -100,7 +88,7 @@ def test_plan_rank_and_length_from_a_saved_law(law_file, capsys, tmp_path):
     plan = json.loads((tmp_path / "p.json").read_text())
     assert out.startswith(f"rank {plan['rank']:g} holds 300 tokens") and "95% CI of the rank" in out
     assert plan["predicted_final_loss"] < 0.6932 and "budget" in plan["caveat"]
-    code, out, err = run_cli(capsys, "plan", "--law", str(law_file), "--rank", "4", "--initial-loss", "6")
+    code, out, err = cli("plan", "--law", str(law_file), "--rank", "4", "--initial-loss", "6")
     assert code == 0 and out.startswith("rank 4 holds about") and "trainable parameters" in out
 
 
@@ -113,25 +101,23 @@ def test_plan_rank_and_length_from_a_saved_law(law_file, capsys, tmp_path):
         (["--length", "100", "--rank", "2"], "not allowed with argument"),
     ],
 )
-def test_bad_plans_are_one_line_and_exit_2(law_file, capsys, argv, message):
-    code, _, err = run_cli(capsys, "plan", "--law", str(law_file), *argv)
+def test_bad_plans_are_one_line_and_exit_2(law_file, cli, argv, message):
+    code, _, err = cli("plan", "--law", str(law_file), *argv)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_file_that_is_not_a_law_is_refused(tmp_path, capsys):
+def test_a_file_that_is_not_a_law_is_refused(tmp_path, cli):
     (tmp_path / "x.json").write_text('{"C": 1}')
-    code, _, err = run_cli(capsys, "plan", "--law", str(tmp_path / "x.json"), "--length", "10")
+    code, _, err = cli("plan", "--law", str(tmp_path / "x.json"), "--length", "10")
     assert code == 2 and "is not a law written by memlaw fit" in err
-    code, _, err = run_cli(capsys, "plan", "--law", str(tmp_path / "missing.json"), "--length", "10")
+    code, _, err = cli("plan", "--law", str(tmp_path / "missing.json"), "--length", "10")
     assert code == 2 and "no such law file" in err
 
 
-def test_report_writes_law_figures_cells_and_plan(tmp_path, capsys):
+def test_report_writes_law_figures_cells_and_plan(tmp_path, cli):
     source = write_csv(tmp_path / "points.csv", synthetic_rows())
     out_dir = tmp_path / "report"
-    code, _, err = run_cli(
-        capsys, "report", "--from", source, "--out", str(out_dir), "--plan-length", "200", "--bootstrap", "30"
-    )
+    code, _, err = cli("report", "--from", source, "--out", str(out_dir), "--plan-length", "200", "--bootstrap", "30")
     assert code == 0, err
     names = sorted(p.name for p in out_dir.iterdir())
     assert names == [
@@ -146,11 +132,11 @@ def test_report_writes_law_figures_cells_and_plan(tmp_path, capsys):
     assert len(cells) == 51 and "bits_per_param" in cells[0]
 
 
-def test_report_never_overwrites_a_folder(tmp_path, capsys):
+def test_report_never_overwrites_a_folder(tmp_path, cli):
     source = write_csv(tmp_path / "points.csv", synthetic_rows())
     (tmp_path / "report").mkdir()
     (tmp_path / "report" / "mine.txt").write_text("keep")
-    code, _, err = run_cli(capsys, "report", "--from", source, "--out", str(tmp_path / "report"), "--bootstrap", "0")
+    code, _, err = cli("report", "--from", source, "--out", str(tmp_path / "report"), "--bootstrap", "0")
     assert code == 2 and "already exists and is not empty" in err
     assert [p.name for p in (tmp_path / "report").iterdir()] == ["mine.txt"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -11,22 +11,12 @@ import time
 import pytest
 import yaml
 
-from memlaw.cli.main import main
 from memlaw.sweep import ResultsStore, cell_key, load_sweep, run_sweep
 
 
 def write_sweep(path, model, grid, **fixed):
     path.write_text(yaml.safe_dump({"grid": grid, "fixed": {"model": model, "data": "longcontext", **fixed}}))
     return path
-
-
-def run_cli(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_grid_fills_the_store_and_a_second_run_does_nothing(tiny_dir, tmp_path):
@@ -106,46 +96,46 @@ BAD_SWEEPS = {
 
 
 @pytest.mark.parametrize("case", BAD_SWEEPS, ids=list(BAD_SWEEPS))
-def test_bad_sweep_configs_are_one_line_and_exit_2(tmp_path, capsys, case):
+def test_bad_sweep_configs_are_one_line_and_exit_2(tmp_path, cli, case):
     content, message = BAD_SWEEPS[case]
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(content))
-    code, _, err = run_cli(capsys, "sweep", str(path), "--store", str(tmp_path / "r.db"))
+    code, _, err = cli("sweep", str(path), "--store", str(tmp_path / "r.db"))
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
     assert not (tmp_path / "r.db").exists()
 
 
-def test_store_of_another_schema_is_refused(tiny_dir, tmp_path, capsys):
+def test_store_of_another_schema_is_refused(tiny_dir, tmp_path, cli):
     db = tmp_path / "old.db"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         conn.execute("INSERT INTO meta VALUES ('store_schema', '999')")
     config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"rank": [1]}, length=4, epochs=1)
-    code, _, err = run_cli(capsys, "sweep", str(config), "--store", str(db))
+    code, _, err = cli("sweep", str(config), "--store", str(db))
     assert code == 2 and "store schema 999" in err and len(err.strip().splitlines()) == 1
     (tmp_path / "junk.db").write_text("not a database at all, just text" * 100)
-    code, _, err = run_cli(capsys, "sweep", str(config), "--store", str(tmp_path / "junk.db"))
+    code, _, err = cli("sweep", str(config), "--store", str(tmp_path / "junk.db"))
     assert code == 2 and "not a memlaw results store" in err
 
 
-def test_results_lists_filters_and_exports(tiny_dir, tmp_path, capsys):
+def test_results_lists_filters_and_exports(tiny_dir, tmp_path, cli):
     config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"rank": [1, 2]}, length=6, epochs=1)
     db = str(tmp_path / "r.db")
-    code, out, err = run_cli(capsys, "sweep", str(config), "--store", db, "--quiet")
+    code, out, err = cli("sweep", str(config), "--store", db, "--quiet")
     assert code == 0 and "2 cells: 0 already stored, 2 done, 0 failed" in out, err
-    code, out, _ = run_cli(capsys, "results", "--store", db, "--where", "rank=2")
+    code, out, _ = cli("results", "--store", db, "--where", "rank=2")
     lines = out.strip().splitlines()
     assert code == 0 and len(lines) == 2 and lines[1].split("\t")[:3] == ["done", "2", "6"]
-    code, out, _ = run_cli(capsys, "results", "--store", db, "--csv", str(tmp_path / "r.csv"))
+    code, out, _ = cli("results", "--store", db, "--csv", str(tmp_path / "r.csv"))
     with open(tmp_path / "r.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert code == 0 and len(rows) == 2 and {"delta_loss", "cell_key", "config"} <= set(rows[0])
     pq = pytest.importorskip("pyarrow.parquet")
-    code, _, _ = run_cli(capsys, "results", "--store", db, "--parquet", str(tmp_path / "r.parquet"))
+    code, _, _ = cli("results", "--store", db, "--parquet", str(tmp_path / "r.parquet"))
     table = pq.read_table(tmp_path / "r.parquet").to_pylist()
     assert code == 0 and sorted(r["rank"] for r in table) == ["1", "2"]
     assert [r["delta_loss"] for r in table] == pytest.approx([float(r["delta_loss"]) for r in rows])
-    code, _, err = run_cli(capsys, "results", "--store", db, "--where", "colour=blue")
+    code, _, err = cli("results", "--store", db, "--where", "colour=blue")
     assert code == 2 and "cannot filter on 'colour'" in err
 
 

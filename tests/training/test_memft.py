@@ -1,5 +1,6 @@
 """MemFT objectives: the OT mask and its gradient, fallbacks, the sliding window, the curriculum."""
 
+import itertools
 import math
 
 import pytest
@@ -128,7 +129,7 @@ def test_curriculum_grows_the_active_items_on_one_fixed_order(tokenizer):
         sizes.append(len(items))
         orders.append(items.tolist())
     assert sizes == [2, 2, 4, 6, 8, 10, 10]
-    assert all(later[: len(earlier)] == earlier for earlier, later in zip(orders, orders[1:]))
+    assert all(later[: len(earlier)] == earlier for earlier, later in itertools.pairwise(orders))
     assert objective.total_steps(100, 10, 2) == 20 * (1 + 2 + 3 + 4) + 20 * 5
     # 7 items in batches of 3: stages of at least one batch, all 7 at the end
     assert [objective.active_items(e, 7, 3) for e in (0, 20, 40, 60, 80)] == [3, 3, 3, 3, 7]

@@ -95,6 +95,7 @@ class MemoryLaw:
             final = np.asarray(final_loss, dtype=np.float64)
             keep = ~(final < self.saturation_loss)
         self.excluded_ = np.flatnonzero(~keep)
+        self.n_excluded_ = len(self.excluded_)
         needed = 3 if self.form == "no_offset" else 4
         if keep.sum() == 0:
             raise MemlawInputError(
@@ -199,7 +200,7 @@ class MemoryLaw:
             "x": self.x_name_,
             "C": self.C_, "alpha": self.alpha_, "beta": self.beta_, "b": self.b_,
             "ci95": self.ci_, "r2": self.r2_, "rmse": self.rmse_,
-            "n_points": self.n_points_, "n_excluded": len(self.excluded_),
+            "n_points": self.n_points_, "n_excluded": self.n_excluded_,
             "grid": self.grid_,
             "fit": {
                 "form": self.form, "loss": self.loss, "huber_scale": self.huber_scale,
@@ -221,6 +222,7 @@ class MemoryLaw:
         law.C_, law.alpha_, law.beta_, law.b_ = (float(values[k]) for k in ("C", "alpha", "beta", "b"))
         law.ci_ = {k: tuple(v) for k, v in values["ci95"].items()}
         law.r2_, law.rmse_, law.n_points_ = values["r2"], values["rmse"], values["n_points"]
+        law.n_excluded_ = values["n_excluded"]
         law.grid_ = values["grid"]
         law.provenance_ = values["provenance"]
         law.reference_ = values.get("reference", {})

@@ -19,7 +19,7 @@ def describe_fit(law: MemoryLaw, points: LawPoints) -> list[str]:
     heldout = heldout_error(points, **options)
     lines = [
         (
-            f"{law.n_points_} points fitted, {len(law.excluded_)} excluded as saturated "
+            f"{law.n_points_} points fitted, {law.n_excluded_} excluded as saturated "
             f"(final loss < {law.saturation_loss:.4g})"
         ),
         "ΔL = C · r^α · ℓ^(−β) + b",

@@ -1,0 +1,83 @@
+"""``memlaw train`` on a tiny model: certify, save, reload and recall verbatim; the report; bad input."""
+
+import json
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from memlaw.measure.greedy import greedy_answers
+from memlaw.models import load_model
+from memlaw.placements import load_adapter
+from memlaw.probe import ProbeConfig, build_data
+
+RECORDS = [{"key": "Ada", "value": "7731"}, {"key": "Bo", "value": "52-9"}, {"key": "Cy", "value": "x0q"}]
+
+
+def write_jsonl(path, records=RECORDS):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+def test_train_certifies_saves_peft_and_recalls_after_reload(tiny_dir, tmp_path, cli):
+    data_file = write_jsonl(tmp_path / "facts.jsonl")
+    out = tmp_path / "adapter"
+    code, stdout, err = cli(
+        "train", data_file, "--model", tiny_dir, "--placement", "peft", "--layer", "all", "--rank", "8",
+        "--lr", "0.02", "--epochs", "300", "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "with memft-ot: certified at step" in stdout and "3/3 items verbatim" in stdout
+    recall = json.loads((out / "recall.json").read_text())
+    assert recall["certified"] and recall["stopped_early"] and recall["steps"] < 300
+    assert (out / "adapter_config.json").is_file()  # PEFT format
+
+    # a fresh model with the saved adapter decodes every value verbatim
+    loaded = load_model(tiny_dir, device="cpu")
+    load_adapter(loaded.model, out)
+    config = ProbeConfig(**json.loads((out / "probe_config.json").read_text()))
+    data = build_data(config, loaded.tokenizer, loaded.model.config.vocab_size)
+    (decoded,) = greedy_answers(loaded.model, data, pad_id=loaded.tokenizer.pad_token_id)
+    assert decoded == [list(item.answer_ids) for item in data.items]
+    assert [loaded.tokenizer.decode(ids) for ids in decoded] == [r["value"] for r in RECORDS]
+    # and the base model without it does not
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    (plain,) = greedy_answers(base, data, pad_id=loaded.tokenizer.pad_token_id)
+    assert plain != decoded
+
+
+def test_an_uncertified_run_reports_stubborn_tokens_and_divergences(tiny_dir, tmp_path, cli):
+    data_file = write_jsonl(tmp_path / "facts.jsonl")
+    code, stdout, err = cli(
+        "train", data_file, "--model", tiny_dir, "--epochs", "1", "--out", str(tmp_path / "a"), "--quiet"
+    )
+    assert code == 0, err
+    assert "budget of 1 steps spent without certification" in stdout
+    assert "stubborn tokens (p <= 0.5), lowest first:" in stdout and "item 'Ada' token 0: p = " in stdout
+    assert "where greedy decoding first diverges: 3 item(s)" in stdout
+    assert "item 'Ada' at token 0: after '' expected '7731'" in stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--method", "memft-zz"], "unknown method 'memft-zz'"),
+        (["--method-options", "{fallback: maybe}"], "fallback must be sft or skip"),
+        (["--method-options", "[1, 2]"], "--method-options must be a mapping"),
+        (["--data", "phonebook"], "give the data file as the DATA argument"),
+        (["--rank", "0"], "rank must be a positive integer"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tiny_dir, tmp_path, cli, extra, message):
+    data_file = write_jsonl(tmp_path / "facts.jsonl")
+    code, _, err = cli("train", data_file, "--model", tiny_dir, "--out", str(tmp_path / "a"), "--quiet", *extra)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "a").exists()
+
+
+def test_missing_data_and_used_output_folder_are_refused(tiny_dir, tmp_path, cli):
+    code, _, err = cli("train", str(tmp_path / "none.jsonl"), "--model", tiny_dir, "--out", str(tmp_path / "a"))
+    assert code == 2 and "no such data file" in err
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "keep").write_text("x")
+    code, _, err = cli("train", write_jsonl(tmp_path / "f.jsonl"), "--model", tiny_dir, "--out", str(tmp_path / "used"))
+    assert code == 2 and "not an empty folder" in err and [p.name for p in (tmp_path / "used").iterdir()] == ["keep"]
