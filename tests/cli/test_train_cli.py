@@ -22,7 +22,8 @@ def test_train_certifies_saves_peft_and_recalls_after_reload(tiny_dir, tmp_path,
     data_file = write_jsonl(tmp_path / "facts.jsonl")
     out = tmp_path / "adapter"
     code, stdout, err = cli(
-        "train", data_file, "--model", tiny_dir, "--placement", "peft", "--layer", "all", "--rank", "8",
+        "train", data_file, "--model", tiny_dir, "--placement", "peft", "--layer", "all", "--rank", "16",
+        "--target-modules", "q_proj,v_proj,down_proj",  # attention too: the key must reach the answer
         "--lr", "0.02", "--epochs", "300", "--out", str(out), "--quiet",
     )  # fmt: skip
     assert code == 0, err

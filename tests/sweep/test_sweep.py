@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -159,12 +160,27 @@ def test_other_backends_give_the_rows_of_the_local_backend(tiny_dir, tmp_path, b
         assert ResultsStore.token_probs(row) == pytest.approx(ResultsStore.token_probs(twin), abs=2e-3)
 
 
-def test_the_shipped_example_sweep_is_valid():
+@pytest.mark.parametrize("name", ["sweep-smollm2.yaml", "demo-smollm2.yaml"])
+def test_the_shipped_example_sweeps_are_valid(name):
     from pathlib import Path
 
-    sweep = load_sweep(Path(__file__).parents[2] / "examples" / "sweep-smollm2.yaml")
+    sweep = load_sweep(Path(__file__).parents[2] / "examples" / name)
     cells = sweep.cells()
     assert len(cells) == 24 and {c.model for c in cells} == {"smollm2-135m-instruct"}
+
+
+def test_methods_and_their_options_are_sweep_settings(tiny_dir, tmp_path):
+    config = write_sweep(
+        tmp_path / "s.yaml", tiny_dir, {"method": ["sft", "memft-ot", "memft-sw"]}, length=8, epochs=2,
+        method_options=None,
+    )  # fmt: skip
+    store = ResultsStore(tmp_path / "r.db")
+    assert run_sweep(load_sweep(config), store).done == 3
+    assert sorted(r["method"] for r in store.rows()) == ["memft-ot", "memft-sw", "sft"]
+    # options are part of a cell's identity; no options hash as before options existed
+    plain = load_sweep(config).cells()[1]
+    assert cell_key(plain) == cell_key(replace(plain, method_options={}))
+    assert cell_key(plain) != cell_key(replace(plain, method_options={"fallback": "skip"}))
 
 
 def test_a_cell_failing_in_training_leaves_the_shared_model_clean(tiny_dir, tmp_path):
