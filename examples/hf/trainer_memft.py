@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--items", type=int, default=8)
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--log-every", type=int, default=10, help="steps between log lines")
     parser.add_argument("--out", default="runs/hf-trainer-memft")
     args = parser.parse_args()
 
@@ -64,7 +65,7 @@ def main() -> None:
     loss = MemFTLoss(threshold=0.5, fallback="sft")
     training = TrainingArguments(
         output_dir=args.out, per_device_train_batch_size=2, gradient_accumulation_steps=2, max_steps=args.steps,
-        learning_rate=1e-2, lr_scheduler_type="linear", logging_steps=10, report_to="none", save_strategy="no",
+        learning_rate=1e-2, lr_scheduler_type="linear", logging_steps=args.log_every, report_to="none", save_strategy="no",
         remove_unused_columns=False, use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
     trainer = MemFTTrainer(

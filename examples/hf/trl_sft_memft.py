@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--items", type=int, default=8)
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--log-every", type=int, default=10, help="steps between log lines")
     parser.add_argument("--out", default="runs/trl-sft-memft")
     args = parser.parse_args()
 
@@ -39,7 +40,7 @@ def main() -> None:
     loss = MemFTLoss(threshold=0.5, fallback="sft")
     config = SFTConfig(
         output_dir=args.out, per_device_train_batch_size=2, gradient_accumulation_steps=2, max_steps=args.steps,
-        learning_rate=1e-2, logging_steps=10, report_to="none", save_strategy="no", max_length=128,
+        learning_rate=1e-2, logging_steps=args.log_every, report_to="none", save_strategy="no", max_length=128,
         use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
     layer = 20 if loaded.model.config.num_hidden_layers > 20 else 0
