@@ -21,6 +21,11 @@ class MemFTTrainerMixin:
         loss = self.compute_loss_func
         if not isinstance(loss, MemFTLoss) or not batches:
             return batches, num_items
+        if self.args.n_gpu > 1:
+            raise ValueError(
+                "MemFTTrainer counts active tokens per process: launch one process per GPU (accelerate/torchrun) "
+                "instead of DataParallel over several GPUs in one process"
+            )
         active = loss.prepare(self.model, [self._prepare_inputs(batch) for batch in batches]).to(device)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             active = self.accelerator.gather(active).sum()  # the same rule as the Trainer's own count
