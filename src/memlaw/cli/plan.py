@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_json_atomic
 from memlaw.law.fit import MemoryLaw
-from memlaw.law.plan import BUDGET_CAVEAT, Plan, plan_length, plan_rank
+from memlaw.law.plan import plan_length, plan_rank
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -37,32 +36,6 @@ def load_law(path: str | Path) -> MemoryLaw:
         raise MemlawInputError(f"{file} is not a law written by memlaw fit ({type(err).__name__}: {err})") from err
 
 
-def describe_plan(plan: Plan, asked: str) -> list[str]:
-    interval = (
-        "" if plan.interval is None else f" (95% CI of the {asked} [{plan.interval[0]:.4g}, {plan.interval[1]:.4g}])"
-    )
-    if asked == "rank":
-        head = (
-            f"rank {plan.rank:g} holds {plan.length:g} tokens: smallest whole rank predicted below the target{interval}"
-        )
-    elif math.isinf(plan.length):
-        head = f"rank {plan.rank:g}: the law predicts no length limit (its offset b alone reaches the target)"
-    else:
-        head = f"rank {plan.rank:g} holds about {plan.length:.4g} tokens{interval}"
-    lines = [
-        head,
-        f"  initial loss {plan.initial_loss:.4g} → predicted final loss {plan.predicted_final_loss:.4g} nats/token",
-    ]
-    if plan.trainable_params is not None and math.isfinite(plan.length):
-        lines.append(
-            f"  {plan.trainable_params:,.0f} trainable parameters; {plan.stored_bits:,.0f} bits stored, "
-            f"{plan.bits_per_param:.3g} bits per parameter"
-        )
-    lines += [f"warning: {w}" for w in plan.warnings]
-    lines.append(f"note: {BUDGET_CAVEAT}")
-    return lines
-
-
 def run(args: argparse.Namespace) -> int:
     law = load_law(args.law)
     options = {"ratio": args.ratio, "initial_loss": args.initial_loss, "target_loss": args.target_loss}
@@ -70,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         plan, asked = plan_rank(law, args.length, **options), "rank"
     else:
         plan, asked = plan_length(law, args.rank, **options), "length"
-    print("\n".join(describe_plan(plan, asked)))
+    print("\n".join(plan.describe(asked)))
     if args.out:
         write_json_atomic(args.out, plan.to_dict())
     return 0

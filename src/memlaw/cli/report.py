@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from memlaw.cli.fit import add_fit_options, fit_from_args
-from memlaw.cli.plan import describe_plan, load_law
+from memlaw.cli.plan import load_law
 from memlaw.law.points import load_points
 from memlaw.report import write_report
 
@@ -24,9 +24,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     points = load_points(args.source)
     law = load_law(args.law) if args.law else fit_from_args(args, points)
-    summary = write_report(
-        args.out, law, points, plan_length=args.plan_length, image_format=args.format,
-        plan_lines=lambda plan: describe_plan(plan, "rank"),
-    )  # fmt: skip
+    summary = write_report(args.out, law, points, plan_length=args.plan_length, image_format=args.format)
     print(f"report: {summary}")
     return 0

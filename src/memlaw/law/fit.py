@@ -116,12 +116,17 @@ class MemoryLaw:
         self.ci_ = self._bootstrap(best.params)
         return self
 
+    def x_of(self, points: LawPoints) -> np.ndarray:
+        """The points' x for this law: their ranks, or their trainable-parameter counts."""
+        if self.x_name_ == "rank":
+            return points.rank
+        if points.params is None:
+            raise MemlawInputError("these points have no trainable-parameter counts: fit in rank")
+        return points.params
+
     def fit_points(self, points: LawPoints) -> MemoryLaw:
         """Fit to measured points, keeping their provenance and what planning needs."""
-        x = points.rank if self.x_name_ == "rank" else points.params
-        if x is None:
-            raise MemlawInputError("these points have no trainable-parameter counts: fit in rank")
-        self.fit(x, points.length, points.delta_loss, points.final_loss)
+        self.fit(self.x_of(points), points.length, points.delta_loss, points.final_loss)
         self.provenance_, self.reference_ = points.provenance, points.planning_reference()
         return self
 

@@ -46,6 +46,32 @@ class Plan:
     def bits_per_param(self) -> float | None:
         return None if not self.trainable_params else self.stored_bits / self.trainable_params
 
+    def describe(self, asked: str) -> list[str]:
+        """The plan in words; ``asked`` is what was planned: "rank" (for a length) or "length"."""
+        interval = (
+            ""
+            if self.interval is None
+            else f" (95% CI of the {asked} [{self.interval[0]:.4g}, {self.interval[1]:.4g}])"
+        )
+        if asked == "rank":
+            head = f"rank {self.rank:g} holds {self.length:g} tokens: smallest whole rank predicted below the target{interval}"
+        elif math.isinf(self.length):
+            head = f"rank {self.rank:g}: the law predicts no length limit (its offset b alone reaches the target)"
+        else:
+            head = f"rank {self.rank:g} holds about {self.length:.4g} tokens{interval}"
+        lines = [
+            head,
+            f"  initial loss {self.initial_loss:.4g} → predicted final loss {self.predicted_final_loss:.4g} nats/token",
+        ]
+        if self.trainable_params is not None and math.isfinite(self.length):
+            lines.append(
+                f"  {self.trainable_params:,.0f} trainable parameters; {self.stored_bits:,.0f} bits stored, "
+                f"{self.bits_per_param:.3g} bits per parameter"
+            )
+        lines += [f"warning: {w}" for w in self.warnings]
+        lines.append(f"note: {BUDGET_CAVEAT}")
+        return lines
+
     def to_dict(self) -> dict:
         return {
             "rank": self.rank, "length": self.length, "initial_loss": self.initial_loss,

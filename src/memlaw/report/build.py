@@ -30,12 +30,8 @@ def write_report(
     *,
     plan_length: float | None = None,
     image_format: str = "png",
-    plan_lines=None,
 ) -> Path:
-    """Write ``out/`` (which must not exist or be empty) atomically; returns the summary's path.
-
-    ``plan_lines(plan)`` renders a plan as text lines (the CLI's wording), one per ratio.
-    """
+    """Write ``out/`` (which must not exist or be empty) atomically; returns the summary's path."""
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise MemlawInputError(f"{target} already exists and is not empty: remove it or choose another --out")
@@ -46,17 +42,14 @@ def write_report(
         predicted_vs_measured(law, points, folder / f"predicted_vs_measured.{image_format}")
         delta_vs_length(law, points, folder / f"delta_vs_length.{image_format}")
         recall_heatmap(points, folder / f"recall_heatmap.{image_format}")
-        (folder / "summary.md").write_text(
-            _summary(law, points, plan_length, image_format, plan_lines), encoding="utf-8"
-        )
+        (folder / "summary.md").write_text(_summary(law, points, plan_length, image_format), encoding="utf-8")
 
     write_dir_atomic(target, fill)
     return target / "summary.md"
 
 
 def _rows(law: MemoryLaw, points: LawPoints) -> list[dict]:
-    x = points.params if law.x_name_ == "params" else points.rank
-    predicted = law.predict(x, points.length)
+    predicted = law.predict(law.x_of(points), points.length)
     efficiency = points.bits_per_param()
     optional = lambda values, i: None if values is None else float(values[i])
     rows = []
@@ -81,17 +74,17 @@ def _write_cells(path: Path, law: MemoryLaw, points: LawPoints) -> None:
         writer.writerows(rows)
 
 
-def _summary(law: MemoryLaw, points: LawPoints, plan_length, image_format: str, plan_lines) -> str:
+def _summary(law: MemoryLaw, points: LawPoints, plan_length: float | None, image_format: str) -> str:
     provenance = ", ".join(f"{k}: {v}" for k, v in law.provenance_.items())
     parts = ["# memlaw report", "", f"Probes: {len(points.rank)} cells ({provenance}).", "", "## The law", "", "```"]
     parts += describe_fit(law, points) + ["```", ""]
-    if plan_length is not None and plan_lines is not None:
+    if plan_length is not None:
         parts += [f"## Plan for ℓ = {plan_length:g} tokens", "", "```"]
         ratios = sorted({row["ratio"] for row in law.reference_.get("initial_loss", [])}, key=lambda r: r or 0)
         for ratio in ratios or [None]:
             if ratio is not None:
                 parts.append(f"content like ρ = {ratio:g}:")
-            parts += plan_lines(plan_rank(law, plan_length, ratio=ratio))
+            parts += plan_rank(law, plan_length, ratio=ratio).describe("rank")
         parts += ["```", ""]
     parts += ["## Figures", ""]
     parts += [f"### {title}\n\n![{title}]({name}.{image_format})\n" for name, title in FIGURES.items()]

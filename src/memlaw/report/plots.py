@@ -17,10 +17,6 @@ from memlaw.law.points import LawPoints
 MARKERS = "os^Dv<>p"
 
 
-def _x(law: MemoryLaw, points: LawPoints) -> np.ndarray:
-    return points.params if law.x_name_ == "params" else points.rank
-
-
 def _saturated(law: MemoryLaw, points: LawPoints) -> np.ndarray:
     if points.final_loss is None:
         return np.zeros(len(points.rank), dtype=bool)
@@ -37,7 +33,7 @@ def _of_ratio(points: LawPoints, ratio: float | None) -> np.ndarray:
 
 def predicted_vs_measured(law: MemoryLaw, points: LawPoints, path: Path) -> None:
     predicted, measured, saturated = (
-        law.predict(_x(law, points), points.length),
+        law.predict(law.x_of(points), points.length),
         points.delta_loss,
         _saturated(law, points),
     )
