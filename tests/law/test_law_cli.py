@@ -132,6 +132,17 @@ def test_report_writes_law_figures_cells_and_plan(tmp_path, cli):
     assert len(cells) == 51 and "bits_per_param" in cells[0]
 
 
+def test_report_figures_as_svg_from_a_saved_law(tmp_path, cli, law_file):
+    source = write_csv(tmp_path / "points.csv", synthetic_rows())
+    out_dir = tmp_path / "svg-report"
+    code, _, err = cli("report", "--from", source, "--law", str(law_file), "--format", "svg", "--out", str(out_dir))
+    assert code == 0, err
+    figures = sorted(p.name for p in out_dir.glob("*.svg"))
+    assert figures == ["delta_vs_length.svg", "predicted_vs_measured.svg", "recall_heatmap.svg"]
+    assert all("<svg" in (out_dir / name).read_text()[:2000] for name in figures)
+    assert json.loads((out_dir / "law.json").read_text())["C"] == json.loads(law_file.read_text())["C"]
+
+
 def test_report_never_overwrites_a_folder(tmp_path, cli):
     source = write_csv(tmp_path / "points.csv", synthetic_rows())
     (tmp_path / "report").mkdir()
