@@ -19,21 +19,20 @@ import torch
 import torch.nn.functional as F
 
 from memlaw.measure.teacher_forced import TokenLosses
-from memlaw.training.memft import OnlyThreshold, threshold_mask
+from memlaw.training.memft import OnlyThreshold, loss_threshold, threshold_mask
 
 IGNORE = -100
 
 
-def shifted_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[TokenLosses, torch.Tensor]:
-    """Per-token cross-entropy of a causal LM's supervised positions, and their row of the batch."""
+def shifted_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> TokenLosses:
+    """Per-token cross-entropy of a causal LM's supervised positions; ``item_index`` is the batch row."""
     predicting, targets = logits[:, :-1], labels[:, 1:]
     valid = targets != IGNORE
     picked = predicting[valid].float()
     losses = F.cross_entropy(picked, targets[valid], reduction="none")
     rows = torch.arange(len(labels), device=labels.device)[:, None].expand_as(targets)[valid]
     positions = (valid.cumsum(dim=1) - 1)[valid]
-    tokens = TokenLosses(losses, picked.argmax(-1) == targets[valid], rows, positions, torch.zeros_like(rows))
-    return tokens, valid
+    return TokenLosses(losses, picked.argmax(-1) == targets[valid], rows, positions, torch.zeros_like(rows))
 
 
 def _key(labels: torch.Tensor) -> str:
@@ -60,19 +59,19 @@ class MemFTLoss:
         was_training = model.training
         model.eval()
         self._masks.clear()
-        active = torch.zeros((), dtype=torch.long)
+        active = 0
         try:
             for batch in batches:
                 inputs = {k: v for k, v in batch.items() if k != "labels"}
                 logits = model(**inputs, use_cache=False).logits
-                tokens, _ = shifted_token_losses(logits, batch["labels"])
+                tokens = shifted_token_losses(logits, batch["labels"])
                 # the mask alone: the fallback is decided for the whole step, not per micro-batch
                 mask = threshold_mask(tokens, self.objective.threshold, "skip")
                 self._masks[_key(batch["labels"])] = mask
-                active = active.to(mask.device) + int(mask.sum())
+                active += int(mask.sum())
         finally:
             model.train(was_training)
-        return active
+        return torch.tensor(active)
 
     def fall_back_to_all_tokens(self) -> None:
         """No token is below the threshold anywhere in this step: the ``sft`` fallback's masks."""
@@ -81,7 +80,7 @@ class MemFTLoss:
     # -- the loss ----------------------------------------------------------------------------------
     def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
-        tokens, _ = shifted_token_losses(logits, labels)
+        tokens = shifted_token_losses(logits, labels)
         prepared = self._masks.pop(_key(labels), None)
         if prepared is not None:
             weights, count = prepared.to(tokens.losses.dtype), num_items_in_batch
@@ -99,7 +98,7 @@ class MemFTLoss:
         self.stats = {"tokens": 0, "sub_threshold": 0, "items": 0, "certified_items": 0}
 
     def _record(self, tokens: TokenLosses) -> None:
-        below = tokens.losses.detach() > -torch.log(torch.tensor(self.objective.threshold))
+        below = tokens.losses.detach() > loss_threshold(self.objective.threshold)
         rows = int(tokens.item_index.max()) + 1 if len(tokens.item_index) else 0
         failing = torch.zeros(rows, dtype=torch.bool, device=below.device).index_put_(
             (tokens.item_index,), below, accumulate=True

@@ -10,9 +10,7 @@ from memlaw.law.points import LawPoints
 
 
 def unsaturated(points: LawPoints, saturation_loss: float) -> LawPoints:
-    if points.final_loss is None:
-        return points
-    return points.subset(~(points.final_loss < saturation_loss))
+    return points.subset(~points.saturated(saturation_loss))
 
 
 def heldout_error(

@@ -136,9 +136,7 @@ class MemoryLaw:
         offset = self.form == "full"
 
         def residuals(p: np.ndarray) -> np.ndarray:
-            c, alpha, beta = p[:3]
-            b = p[3] if offset else 0.0
-            return c * x**alpha * length ** (-beta) + b - delta
+            return law_curve(p if offset else (*p, 0.0), x, length) - delta
 
         p0 = start if offset else start[:3]
         solution = least_squares(

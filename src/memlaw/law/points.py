@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,12 @@ class LawPoints:
             pick(self.params), pick(self.initial_loss), pick(self.exact_match), pick(self.certified), self.provenance,
         )  # fmt: skip
 
+    def saturated(self, saturation_loss: float) -> np.ndarray:
+        """Cells whose final loss is below ``saturation_loss`` (none when final losses are unknown)."""
+        if self.final_loss is None:
+            return np.zeros(len(self.rank), dtype=bool)
+        return self.final_loss < saturation_loss
+
     def stored_bits(self) -> np.ndarray:
         """Information the adapter absorbed per cell: ΔL·ℓ nats, in bits."""
         return self.delta_loss * self.length / np.log(2)
@@ -48,13 +55,14 @@ class LawPoints:
         trainable parameters per unit of rank (constant for one placement)."""
         reference: dict[str, Any] = {"initial_loss": [], "params_per_rank": None}
         if self.initial_loss is not None:
-            ratios = self.ratio if self.ratio is not None else np.full_like(self.length, np.nan)
-            for ratio, length in sorted({(float(r), float(n)) for r, n in zip(ratios, self.length, strict=True)}):
-                same = (self.length == length) & ((ratios == ratio) | (np.isnan(ratios) & np.isnan(ratio)))
-                reference["initial_loss"].append(
-                    {"ratio": None if np.isnan(ratio) else ratio, "length": length,
-                     "initial_loss": float(self.initial_loss[same].mean())}
-                )  # fmt: skip
+            ratios = [None] * len(self.length) if self.ratio is None else self.ratio.tolist()
+            groups: dict[tuple, list[float]] = defaultdict(list)
+            for key, loss in zip(zip(ratios, self.length.tolist()), self.initial_loss.tolist(), strict=True):
+                groups[key].append(loss)
+            reference["initial_loss"] = [
+                {"ratio": ratio, "length": length, "initial_loss": float(np.mean(losses))}
+                for (ratio, length), losses in sorted(groups.items(), key=lambda g: (g[0][0] or 0.0, g[0][1]))
+            ]
         if self.params is not None:
             per_rank = self.params / self.rank
             if np.allclose(per_rank, per_rank[0]):

@@ -38,11 +38,12 @@ def write_report(
 
     def fill(folder: Path) -> None:
         (folder / "law.json").write_text(json.dumps(law.to_dict(), indent=2) + "\n", encoding="utf-8")
-        _write_cells(folder / "cells.csv", law, points)
+        rows = _rows(law, points)
+        _write_cells(folder / "cells.csv", rows)
         predicted_vs_measured(law, points, folder / f"predicted_vs_measured.{image_format}")
         delta_vs_length(law, points, folder / f"delta_vs_length.{image_format}")
         recall_heatmap(points, folder / f"recall_heatmap.{image_format}")
-        (folder / "summary.md").write_text(_summary(law, points, plan_length, image_format), encoding="utf-8")
+        (folder / "summary.md").write_text(_summary(law, points, rows, plan_length, image_format), encoding="utf-8")
 
     write_dir_atomic(target, fill)
     return target / "summary.md"
@@ -52,29 +53,28 @@ def _rows(law: MemoryLaw, points: LawPoints) -> list[dict]:
     predicted = law.predict(law.x_of(points), points.length)
     efficiency = points.bits_per_param()
     optional = lambda values, i: None if values is None else float(values[i])
+    saturated, stored_bits = points.saturated(law.saturation_loss), points.stored_bits()
     rows = []
     for i in range(len(points.rank)):
-        saturated = points.final_loss is not None and points.final_loss[i] < law.saturation_loss
         rows.append({
             "rank": float(points.rank[i]), "length": float(points.length[i]), "ratio": optional(points.ratio, i),
             "initial_loss": optional(points.initial_loss, i), "final_loss": optional(points.final_loss, i),
             "delta_loss": float(points.delta_loss[i]), "predicted_delta_loss": float(predicted[i]),
-            "saturated": bool(saturated), "trainable_params": optional(points.params, i),
-            "stored_bits": float(points.stored_bits()[i]), "bits_per_param": optional(efficiency, i),
+            "saturated": bool(saturated[i]), "trainable_params": optional(points.params, i),
+            "stored_bits": float(stored_bits[i]), "bits_per_param": optional(efficiency, i),
             "exact_match": optional(points.exact_match, i), "certified": optional(points.certified, i),
         })  # fmt: skip
     return rows
 
 
-def _write_cells(path: Path, law: MemoryLaw, points: LawPoints) -> None:
-    rows = _rows(law, points)
+def _write_cells(path: Path, rows: list[dict]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
 
 
-def _summary(law: MemoryLaw, points: LawPoints, plan_length: float | None, image_format: str) -> str:
+def _summary(law: MemoryLaw, points: LawPoints, rows: list[dict], plan_length: float | None, image_format: str) -> str:
     provenance = ", ".join(f"{k}: {v}" for k, v in law.provenance_.items())
     parts = ["# memlaw report", "", f"Probes: {len(points.rank)} cells ({provenance}).", "", "## The law", "", "```"]
     parts += describe_fit(law, points) + ["```", ""]
@@ -95,7 +95,7 @@ def _summary(law: MemoryLaw, points: LawPoints, plan_length: float | None, image
     ]
     parts.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     show = lambda v, f: "–" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, f)
-    for row in _rows(law, points):
+    for row in rows:
         mark = " (saturated)" if row["saturated"] else ""
         parts.append(
             f"| {row['rank']:g} | {row['length']:g} | {show(row['ratio'], 'g')} | {show(row['initial_loss'], '.3f')} "

@@ -17,12 +17,6 @@ from memlaw.law.points import LawPoints
 MARKERS = "os^Dv<>p"
 
 
-def _saturated(law: MemoryLaw, points: LawPoints) -> np.ndarray:
-    if points.final_loss is None:
-        return np.zeros(len(points.rank), dtype=bool)
-    return points.final_loss < law.saturation_loss
-
-
 def _ratios(points: LawPoints) -> list[float | None]:
     return [None] if points.ratio is None else sorted(set(points.ratio.tolist()))
 
@@ -35,7 +29,7 @@ def predicted_vs_measured(law: MemoryLaw, points: LawPoints, path: Path) -> None
     predicted, measured, saturated = (
         law.predict(law.x_of(points), points.length),
         points.delta_loss,
-        _saturated(law, points),
+        points.saturated(law.saturation_loss),
     )
     figure, axes = plt.subplots(figsize=(5, 5))
     for k, ratio in enumerate(_ratios(points)):
@@ -69,7 +63,7 @@ def delta_vs_length(law: MemoryLaw, points: LawPoints, path: Path) -> None:
     colours = plt.get_cmap("viridis")
     ranks = sorted(set(points.rank.tolist()))
     curve = np.geomspace(points.length.min() / 1.2, points.length.max() * 1.2, 100)
-    saturated = _saturated(law, points)
+    saturated = points.saturated(law.saturation_loss)
     for i, rank in enumerate(ranks):
         colour = colours(i / max(1, len(ranks) - 1))
         x = rank * (points.params / points.rank)[0] if law.x_name_ == "params" else rank

@@ -1,7 +1,7 @@
 """Training adapters: objectives (SFT, MemFT) and the copy-aware training loop."""
 
 from memlaw.training.memft import OnlyThreshold, SlidingWindow
-from memlaw.training.objectives import SFT, Objective, copy_losses, make_objective, objective_names, weighted_loss
+from memlaw.training.objectives import SFT, Objective, copy_losses, make_objective, weighted_loss
 from memlaw.training.trainer import TrainConfig, TrainLog, train_adapter, train_copies
 
 __all__ = [
@@ -13,7 +13,6 @@ __all__ = [
     "TrainLog",
     "copy_losses",
     "make_objective",
-    "objective_names",
     "train_adapter",
     "train_copies",
     "weighted_loss",

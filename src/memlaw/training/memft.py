@@ -26,22 +26,25 @@ FALLBACKS = ("sft", "skip")
 MODES = ("auto", "curriculum", "sliding")
 
 
-def _loss_threshold(probability: float) -> float:
+def loss_threshold(probability: float) -> float:
+    """The loss above which a token's target probability is below ``probability``."""
     if not 0.0 < probability < 1.0:
         raise MemlawInputError(f"threshold is a probability in (0, 1), got {probability}")
     return -math.log(probability)
 
 
-def threshold_mask(tokens: TokenLosses, threshold: float, fallback: str, copies: int | None = None) -> torch.Tensor:
+def threshold_mask(tokens: TokenLosses, threshold: float, fallback: str) -> torch.Tensor:
     """1 for tokens with p < ``threshold`` (strictly), per copy falling back when a copy has none:
     ``sft`` weighs all its tokens (a plain SFT step), ``skip`` leaves it all zero (no update)."""
     losses = tokens.losses.detach()
-    mask = (losses > _loss_threshold(threshold)).to(losses.dtype)
-    if fallback == "skip":
-        return mask
-    copies = copies if copies is not None else int(tokens.copy.max()) + 1 if len(tokens.copy) else 1
-    active = losses.new_zeros(copies).index_add(0, tokens.copy, mask)
-    return torch.where(active[tokens.copy] > 0, mask, torch.ones_like(mask))
+    mask = (losses > loss_threshold(threshold)).to(losses.dtype)
+    return mask if fallback == "skip" else mean_where_vanishing(tokens, mask, 0.0)
+
+
+def mean_where_vanishing(tokens: TokenLosses, weights: torch.Tensor, at_most: float) -> torch.Tensor:
+    """``weights``, but all ones (the plain mean) for each copy whose weights sum to ``at_most`` or less."""
+    total = torch.bincount(tokens.copy, weights=weights)
+    return torch.where(total[tokens.copy] > at_most, weights, torch.ones_like(weights))
 
 
 @dataclass
@@ -56,7 +59,7 @@ class OnlyThreshold(Objective):
     fallback: str = "sft"
 
     def __post_init__(self) -> None:
-        _loss_threshold(self.threshold)
+        loss_threshold(self.threshold)
         if self.fallback not in FALLBACKS:
             raise MemlawInputError(f"fallback must be {' or '.join(FALLBACKS)}, got '{self.fallback}'")
 
@@ -103,7 +106,7 @@ class SlidingWindow(Objective):
     max_widen: float = 4.0
 
     def __post_init__(self) -> None:
-        _loss_threshold(self.threshold)
+        loss_threshold(self.threshold)
         if self.mode not in MODES:
             raise MemlawInputError(f"mode must be one of {', '.join(MODES)}, got '{self.mode}'")
         if len(self.stage_ratios) != len(self.stage_epochs) + 1:
@@ -156,7 +159,7 @@ class SlidingWindow(Objective):
 
     def _sliding_weights(self, tokens: TokenLosses) -> torch.Tensor:
         losses = tokens.losses.detach()
-        soft = torch.sigmoid(self.sharpness * (losses - _loss_threshold(self.threshold)))
+        soft = torch.sigmoid(self.sharpness * (losses - loss_threshold(self.threshold)))
         multiplier = torch.ones_like(losses)
         groups = torch.stack([tokens.copy, tokens.item_index])
         wrong = ~tokens.correct
@@ -175,8 +178,5 @@ class SlidingWindow(Objective):
             past = (tokens.position[rows] - anchor).to(losses.dtype)
             width = self.window * state.expansion
             multiplier[rows] = torch.where(past < width, torch.exp(-past.clamp_min(0) / self.decay), self.floor)
-        weights = soft * multiplier
         # A copy whose weights all but vanish trains on its plain mean (the reference's fallback).
-        copies = int(tokens.copy.max()) + 1 if len(tokens.copy) else 1
-        total = losses.new_zeros(copies).index_add(0, tokens.copy, weights)
-        return torch.where(total[tokens.copy] > 1e-5, weights, torch.ones_like(weights))
+        return mean_where_vanishing(tokens, soft * multiplier, 1e-5)

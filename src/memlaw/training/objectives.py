@@ -52,10 +52,6 @@ def _registry() -> dict[str, type]:
     return {"sft": SFT, "memft-ot": OnlyThreshold, "memft-sw": SlidingWindow}
 
 
-def objective_names() -> list[str]:
-    return list(_registry())
-
-
 def make_objective(name: str, options: dict | None = None) -> Objective:
     """The objective ``name`` with its documented ``options`` (checked: unknown keys and bad values are errors)."""
     registry = _registry()

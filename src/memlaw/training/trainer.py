@@ -174,12 +174,12 @@ def train_copies(
 
 
 def copy_stats(
-    losses: torch.Tensor, copy: torch.Tensor, copies: int, weights: torch.Tensor | None = None
+    losses: torch.Tensor, copy: torch.Tensor, copies: int, weights: torch.Tensor
 ) -> tuple[list[float], list[float], list[float]]:
     """Largest and mean token loss of each copy, and the sum of its objective weights."""
     worst = losses.new_full((copies,), float("-inf")).scatter_reduce(0, copy, losses, reduce="amax")
     total = losses.new_zeros(copies).index_add(0, copy, losses)
     count = losses.new_zeros(copies).index_add(0, copy, torch.ones_like(losses))
-    weighted = losses.new_zeros(copies).index_add(0, copy, torch.ones_like(losses) if weights is None else weights)
+    weighted = losses.new_zeros(copies).index_add(0, copy, weights)
     worst_list, mean_list, weighted_list = torch.stack([worst, total / count, weighted]).tolist()
     return worst_list, mean_list, weighted_list
