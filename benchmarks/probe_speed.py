@@ -1,7 +1,7 @@
 """Probe speed: a reference-style training loop against memlaw's engine, in one process.
 
-The reference loop is what the authors' code does each step (reference-implementation.md
-§7): a full forward pass with the adapter and the HF loss over full-vocabulary logits, a
+The reference loop is what the authors' code does each step (docs/reference.md
+§5): a full forward pass with the adapter and the HF loss over full-vocabulary logits, a
 second full forward pass without the adapter (its loss is logged every step), backward,
 clip, AdamW step. memlaw's engine caches the frozen layers below the adapter, computes the
 head only on answer tokens, fused with the loss in chunks, never recomputes the base model,
@@ -33,9 +33,8 @@ from transformers.utils import logging
 
 from memlaw.data import make_batch
 from memlaw.engine.prefix_cache import build_prefix_cache
-from memlaw.engine.stacked import StackedBypassAdapter
 from memlaw.models import load_model
-from memlaw.placements import BypassConfig
+from memlaw.placements import BypassAdapter, BypassConfig
 from memlaw.probe import ProbeConfig, build_data, default_max_copies
 from memlaw.training import SFT, TrainConfig
 from memlaw.training.trainer import train_copies
@@ -175,7 +174,7 @@ def main() -> None:
                     memory["memlaw"].append(peak)
             runs["one by one"].append(one_by_one)
 
-            stack = StackedBypassAdapter(model, [BypassConfig(rank=r) for r in RANKS], [0] * len(RANKS))
+            stack = BypassAdapter(model, [BypassConfig(rank=r) for r in RANKS], [0] * len(RANKS))
             _, seconds, peak = cached_run(stack, data, pad_id, args.steps)
             stack.remove()
             runs["stacked"].append(seconds / args.steps)
@@ -188,7 +187,8 @@ def main() -> None:
         print(f"  reference-style loop, one adapter   {med['reference']:.3f}")
         print(f"  memlaw without the prefix cache     {med['uncached']:.3f}")
         print(
-            f"  memlaw, one cached adapter          {med['memlaw']:.3f}   (prefix cache built once: {med['cache build']:.3f} s)"
+            f"  memlaw, one cached adapter          {med['memlaw']:.3f}   "
+            f"(prefix cache built once: {med['cache build']:.3f} s)"
         )
         print(f"  memlaw, {k} cached adapters in turn  {med['one by one']:.3f}")
         print(f"  memlaw, {k} adapters stacked         {med['stacked']:.3f}")
@@ -200,7 +200,8 @@ def main() -> None:
             f"{k * med['reference'] / med['one by one']:.2f}x; run_probes uses {chosen} on {model.device.type}"
         )
         print(
-            f"stacking vs cached one by one: {med['one by one'] / med['stacked']:.2f}x (>1: stacking is faster per adapter)"
+            f"stacking vs cached one by one: {med['one by one'] / med['stacked']:.2f}x "
+            "(>1: stacking is faster per adapter)"
         )
         print("peak resident memory above the loaded model during training (MB, median):")
         print(

@@ -64,3 +64,27 @@ def cli(capsys):
         return code, out, err
 
     return run
+
+
+def _assert_same_result(stacked, alone) -> None:
+    """Two probe results equal within float tolerance (a stacked copy against the same probe alone)."""
+    assert stacked.trainable_params == alone.trainable_params
+    assert stacked.placement == alone.placement
+    assert stacked.initial_loss == pytest.approx(alone.initial_loss, rel=1e-6)
+    assert stacked.final_loss == pytest.approx(alone.final_loss, rel=1e-3, abs=1e-5)
+    assert stacked.delta_loss == pytest.approx(alone.delta_loss, rel=1e-4)
+    assert stacked.loss_curve == pytest.approx(alone.loss_curve, rel=1e-3, abs=1e-5)
+    for a, b in zip(stacked.items, alone.items, strict=True):
+        assert a["token_probs"] == pytest.approx(b["token_probs"], abs=1e-4)
+    assert (stacked.certified, stacked.certified_step, stacked.steps) == (
+        alone.certified,
+        alone.certified_step,
+        alone.steps,
+    )
+    assert stacked.exact_match == alone.exact_match
+
+
+@pytest.fixture()
+def same_result():
+    """``same_result(a, b)`` asserts two probe results agree (measurements, curve, certification)."""
+    return _assert_same_result

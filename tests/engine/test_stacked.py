@@ -7,25 +7,8 @@ from memlaw.placements import load_adapter
 from memlaw.probe import ProbeConfig, build_data, default_max_copies, run_probe, run_probes, stack_groups
 
 
-def assert_same_result(stacked, alone):
-    assert stacked.trainable_params == alone.trainable_params
-    assert stacked.placement == alone.placement
-    assert stacked.initial_loss == pytest.approx(alone.initial_loss, rel=1e-6)
-    assert stacked.final_loss == pytest.approx(alone.final_loss, rel=1e-3, abs=1e-5)
-    assert stacked.delta_loss == pytest.approx(alone.delta_loss, rel=1e-4)
-    assert stacked.loss_curve == pytest.approx(alone.loss_curve, rel=1e-3, abs=1e-5)
-    for a, b in zip(stacked.items, alone.items, strict=True):
-        assert a["token_probs"] == pytest.approx(b["token_probs"], abs=1e-4)
-    assert (stacked.certified, stacked.certified_step, stacked.steps) == (
-        alone.certified,
-        alone.certified_step,
-        alone.steps,
-    )
-    assert stacked.exact_match == alone.exact_match
-
-
 @pytest.mark.parametrize(("placement", "cache"), [("bypass", True), ("bypass", False), ("peft", True), ("peft", False)])
-def test_stacked_copies_give_the_results_they_give_alone(tokenizer, placement, cache):
+def test_stacked_copies_give_the_results_they_give_alone(tokenizer, placement, cache, same_result):
     # several batches per epoch, so each copy's own seeded shuffle matters
     base = {"data": "phonebook", "length": 40, "epochs": 8, "batch_size": 2, "lr": 2e-2, "prefix_cache": cache}
     base["placement"] = placement
@@ -33,16 +16,16 @@ def test_stacked_copies_give_the_results_they_give_alone(tokenizer, placement, c
     stacked = run_probes(configs, build_tiny_model(tokenizer), max_copies=8)
     for config, result in zip(configs, stacked, strict=True):
         alone = run_probe(config, build_tiny_model(tokenizer))
-        assert_same_result(result, alone)
+        same_result(result, alone)
 
 
-def test_stacked_copies_stop_at_their_own_certification(tokenizer):
+def test_stacked_copies_stop_at_their_own_certification(tokenizer, same_result):
     base = {"data": "longcontext", "length": 16, "epochs": 150, "lr": 2e-2, "stop_when_certified": True}
     configs = [ProbeConfig(**base, rank=r) for r in (2, 4, 8)]  # rank 2 never certifies here
     stacked = run_probes(configs, build_tiny_model(tokenizer), max_copies=8)
     assert [r.certified for r in stacked] == [False, True, True] and stacked[1].steps != stacked[2].steps
     for config, result in zip(configs, stacked, strict=True):
-        assert_same_result(result, run_probe(config, build_tiny_model(tokenizer)))
+        same_result(result, run_probe(config, build_tiny_model(tokenizer)))
 
 
 @pytest.mark.parametrize("placement", ["bypass", "peft"])
@@ -83,26 +66,19 @@ def test_stack_groups():
     assert stack_groups(peft, max_copies=8) == [[0, 1]]
 
 
-def test_per_copy_gradient_clipping_matches_torch(tokenizer):
-    from memlaw.engine.stacked import StackedBypassAdapter
-    from memlaw.placements import BypassConfig
+def test_each_stacked_copy_is_clipped_on_its_own(tokenizer):
+    from memlaw.placements import BypassAdapter, BypassConfig
 
     model = build_tiny_model(tokenizer).model
-    stack = StackedBypassAdapter(model, [BypassConfig(rank=2), BypassConfig(rank=3)], [0, 1])
+    stack = BypassAdapter(model, [BypassConfig(rank=2), BypassConfig(rank=3)], [0, 1])
     generator = torch.Generator().manual_seed(0)
     for p in stack.parameters():
         p.grad = torch.randn(p.shape, generator=generator)
-    stack.lora_A.grad[:, :, 2:][0] = 0  # copy 0 has rank 2: its padding carries no gradient
-    stack.lora_B.grad[0, 2:, :] = 0
-    expected = []
-    for j, rank in enumerate((2, 3)):
-        a = stack.lora_A.grad[j, :, :rank].clone().requires_grad_()
-        b = stack.lora_B.grad[j, :rank, :].clone().requires_grad_()
-        ga, gb = a.detach().clone(), b.detach().clone()
-        a.grad, b.grad = ga, gb
-        torch.nn.utils.clip_grad_norm_([a, b], 0.5)
-        expected.append((a.grad, b.grad))
-    stack.clip_grad_norm_(0.5)
-    for j, rank in enumerate((2, 3)):
-        assert torch.allclose(stack.lora_A.grad[j, :, :rank], expected[j][0], atol=1e-6)
-        assert torch.allclose(stack.lora_B.grad[j, :rank, :], expected[j][1], atol=1e-6)
+    for p in stack.copy_parameters(0):
+        p.grad.mul_(100)  # copy 0's large gradient must not shrink copy 1's
+    small = [p.grad.clone() for p in stack.copy_parameters(1)]
+    norm = lambda j: torch.sqrt(sum(p.grad.pow(2).sum() for p in stack.copy_parameters(j)))
+    assert norm(1) < 30 < norm(0)
+    stack.clip_grad_norm_(30.0)
+    assert norm(0).item() == pytest.approx(30.0, rel=1e-5)
+    assert all(torch.equal(p.grad, g) for p, g in zip(stack.copy_parameters(1), small, strict=True))

@@ -20,7 +20,7 @@ def test_batched_greedy_equals_step_by_step_decoding(tiny, detach):
     adapter = BypassConfig(rank=4, layer=2).attach(tiny.model)
     detach.append(adapter)
     with torch.no_grad():
-        adapter.bypass.lora_B.normal_(std=0.5, generator=torch.Generator().manual_seed(0))
+        adapter.lora_B[0].normal_(std=0.5, generator=torch.Generator().manual_seed(0))
     # keys of different lengths, so left padding is exercised
     data = encode_items(phonebook_items(5, seed=4), tiny.tokenizer, prompt_format="raw")
     (batched,) = greedy_answers(tiny.model, data, pad_id=tiny.tokenizer.pad_token_id, batch_size=5)

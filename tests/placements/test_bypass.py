@@ -34,11 +34,11 @@ def test_counts_and_default_layer(tiny, detach):
 def test_init_scales_and_zero_b(tiny, detach, init, bound):
     adapter = BypassConfig(rank=16, init=init).attach(tiny.model, seed=1)
     detach.append(adapter)
-    a, b = adapter.bypass.lora_A, adapter.bypass.lora_B
+    a, b = adapter.lora_A[0], adapter.lora_B[0]
     assert a.abs().max() <= bound and a.abs().max() > 0.8 * bound
     assert torch.count_nonzero(b) == 0
     again = BypassConfig(rank=16, init=init).attach(build_tiny_model(tiny.tokenizer).model, seed=1)
-    assert torch.equal(again.bypass.lora_A, a)
+    assert torch.equal(again.lora_A[0], a)
 
 
 def test_adds_x_mlp_in_times_a_b_to_the_layer_output(tiny, detach, batch):
@@ -59,7 +59,7 @@ def test_adds_x_mlp_in_times_a_b_to_the_layer_output(tiny, detach, batch):
     assert torch.allclose(seen["h"], base_h, atol=1e-6)
     randomise(adapter)
     run()
-    expected = base_h + seen["x"] @ adapter.bypass.lora_A.detach() @ adapter.bypass.lora_B.detach()
+    expected = base_h + seen["x"] @ adapter.lora_A[0].detach() @ adapter.lora_B[0].detach()
     assert torch.allclose(seen["h"], expected, atol=1e-5)
     with adapter.disabled():
         run()

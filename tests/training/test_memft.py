@@ -70,10 +70,10 @@ def test_skip_fallback_makes_no_update_and_sft_fallback_is_an_sft_step(tokenizer
     def trained(method, options):
         loaded = build_tiny_model(tokenizer)
         adapter = BypassConfig(rank=4).attach(loaded.model, seed=0)
-        before = adapter.bypass.lora_A.detach().clone()
+        before = adapter.lora_A[0].detach().clone()
         config = TrainConfig(steps=3, lr=2e-2, check_every=0)
         train_adapter(adapter, data, make_objective(method, options), config, pad_id=loaded.tokenizer.pad_token_id)
-        return before, adapter.bypass.lora_A.detach()
+        return before, adapter.lora_A[0].detach()
 
     # threshold p < 1e-30: no token of a random model qualifies, so the fallback decides every step
     before, skipped = trained("memft-ot", {"threshold": 1e-30, "fallback": "skip"})

@@ -1,1 +1,1 @@
-"""The fast probe engine: a fused output head, a frozen-prefix cache, stacked adapters."""
+"""The fast probe engine: a fused output head and a frozen-prefix cache (stacked copies live in placements)."""

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -24,7 +23,7 @@ from transformers import PreTrainedModel
 
 from memlaw.data.encoding import EncodedData, make_batch
 from memlaw.models.parts import decoder_layers, layer_mlp
-from memlaw.placements.base import Adapter
+from memlaw.placements.base import Adapter, ResidualAdapter
 
 log = logging.getLogger("memlaw")
 
@@ -34,19 +33,6 @@ MEMORY_SHARE = 0.5
 
 class _Captured(Exception):
     """Stops the capture pass once the wanted layer's input is seen."""
-
-
-@runtime_checkable
-class ResidualAdapter(Protocol):
-    """An adapter that adds ``residual(x)`` to the output of layer ``first_layer``, x being that
-    layer's MLP input (the bypass). Its whole layer is then frozen prefix too."""
-
-    first_layer: int
-    enabled: bool  # False inside ``disabled()``
-
-    def residual(self, x: torch.Tensor) -> torch.Tensor: ...
-
-    def disabled(self) -> AbstractContextManager[None]: ...
 
 
 class _Replay(nn.Module):
@@ -159,7 +145,7 @@ def build_prefix_cache(
     model: PreTrainedModel, data: EncodedData, adapter: Adapter, *, pad_id: int, batch_size: int = 16
 ) -> PrefixCache | None:
     """A cache when it helps and fits in memory; otherwise None, saying why in the log."""
-    residual = adapter if isinstance(adapter, ResidualAdapter) else None
+    residual = adapter if isinstance(adapter, ResidualAdapter) else None  # its own layer is prefix too
     layer = adapter.first_layer + (1 if residual is not None else 0)
     if layer <= 0:
         return None

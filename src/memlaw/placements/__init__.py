@@ -1,37 +1,73 @@
-"""Where an adapter sits in the model: one placement = a config + the adapter it attaches."""
+"""Where an adapter sits in the model. Each placement is one registry entry: its config (built
+from probe settings), ``stack`` (attach K ≥ 1 copies; one adapter is K = 1) and ``load``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from peft import PeftModel
 from transformers import PreTrainedModel
 
-from memlaw.placements.base import Adapter, read_config
-from memlaw.placements.bypass import BypassAdapter, BypassConfig
+from memlaw.errors import MemlawInputError
+from memlaw.placements.base import Adapter, ResidualAdapter, read_config
+from memlaw.placements.bypass import BypassAdapter, BypassConfig, load_bypass
 from memlaw.placements.peft_lora import PeftAdapter, PeftLoraConfig
 
-PLACEMENTS = ("bypass", "peft")
+
+@dataclass(frozen=True)
+class Placement:
+    #: Builds the placement's config from probe settings (rank, layer, init, dropout, ...).
+    configure: Callable[..., Any]
+    #: ``stack(model, configs, seeds)``: K copies, one per config, in one adapter.
+    stack: Callable[[PreTrainedModel, list[Any], list[int]], Adapter]
+    #: Whether a saved ``adapter_config.json`` is this placement's.
+    saved_here: Callable[[dict[str, Any]], bool]
+    #: ``load(model, directory, saved_config)``: attach a saved adapter.
+    load: Callable[[PreTrainedModel, Path, dict[str, Any]], Adapter]
+
+
+def _load_peft(model: PreTrainedModel, directory: Path, saved: dict[str, Any]) -> PeftAdapter:
+    peft_model = PeftModel.from_pretrained(model, str(directory))
+    lora = peft_model.peft_config["default"]
+    layers = lora.layers_to_transform
+    config = PeftLoraConfig(
+        rank=lora.r,
+        layers="all" if layers is None else list(layers if isinstance(layers, list) else [layers]),
+        target_modules=sorted(lora.target_modules),
+        lora_alpha=lora.lora_alpha,
+        dropout=lora.lora_dropout,
+    )
+    return PeftAdapter(peft_model, [config], [0])
+
+
+PLACEMENTS: dict[str, Placement] = {
+    "bypass": Placement(
+        BypassConfig.from_settings, BypassAdapter, lambda saved: saved.get("placement") == "bypass", load_bypass
+    ),
+    "peft": Placement(PeftLoraConfig.from_settings, PeftAdapter, lambda saved: "peft_type" in saved, _load_peft),
+}
 
 
 def load_adapter(model: PreTrainedModel, directory: str | Path) -> Adapter:
-    """Attach an adapter saved by memlaw (bypass) or by PEFT to ``model``."""
-    config = read_config(directory)
-    if "peft_type" in config:
-        peft_model = PeftModel.from_pretrained(model, str(directory))
-        saved = peft_model.peft_config["default"]
-        layers = saved.layers_to_transform
-        return PeftAdapter(
-            peft_model,
-            PeftLoraConfig(
-                rank=saved.r,
-                layers="all" if layers is None else list(layers if isinstance(layers, list) else [layers]),
-                target_modules=sorted(saved.target_modules),
-                lora_alpha=saved.lora_alpha,
-                dropout=saved.lora_dropout,
-            ),
-        )
-    return BypassAdapter.from_pretrained(model, directory, config)
+    """Attach an adapter saved by memlaw (any placement) or by PEFT to ``model``."""
+    saved = read_config(directory)
+    for placement in PLACEMENTS.values():
+        if placement.saved_here(saved):
+            return placement.load(model, Path(directory), saved)
+    raise MemlawInputError(f"{directory} holds an adapter memlaw does not know ({', '.join(PLACEMENTS)} are known)")
 
 
-__all__ = ["PLACEMENTS", "Adapter", "BypassAdapter", "BypassConfig", "PeftAdapter", "PeftLoraConfig", "load_adapter"]
+__all__ = [
+    "PLACEMENTS",
+    "Adapter",
+    "BypassAdapter",
+    "BypassConfig",
+    "PeftAdapter",
+    "PeftLoraConfig",
+    "Placement",
+    "ResidualAdapter",
+    "load_adapter",
+]

@@ -1,4 +1,4 @@
-"""What every placement provides: a trainable adapter attached to a frozen causal LM."""
+"""What every placement provides: K ≥ 1 trainable adapter copies attached to a frozen causal LM."""
 
 from __future__ import annotations
 
@@ -21,12 +21,17 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 class Adapter(ABC):
-    """An adapter attached to ``model``; forward passes through ``model`` use it while enabled."""
+    """``copies`` adapters attached to ``model``; forward passes through ``model`` use them while enabled.
+
+    With K > 1 copies every batch is K equal blocks of rows and copy j acts on block j only, so
+    K adapters train in one pass over the shared frozen weights. Each copy owns its own
+    parameters (``copy_parameters``): an optimizer then keeps separate state per copy, and a copy
+    whose gradient is dropped for a step is left exactly as it would be alone.
+    """
 
     #: Placement name recorded in results ("bypass", "peft").
     kind: str
     model: PreTrainedModel
-    #: Adapters trained side by side in one pass (``engine.stacked``); 1 for an ordinary adapter.
     copies: int = 1
 
     @property
@@ -35,12 +40,18 @@ class Adapter(ABC):
         """Lowest decoder layer the adapter changes: everything below it is a frozen prefix."""
 
     @abstractmethod
+    def copy_parameters(self, copy: int) -> list[nn.Parameter]:
+        """The trainable tensors of copy ``copy`` (and nothing of the frozen base model)."""
+
     def parameters(self) -> list[nn.Parameter]:
-        """The trainable tensors (and nothing of the frozen base model)."""
+        return [p for copy in range(self.copies) for p in self.copy_parameters(copy)]
 
     @property
     def trainable_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def copy_trainable_params(self, copy: int) -> int:
+        return sum(p.numel() for p in self.copy_parameters(copy))
 
     @property
     @abstractmethod
@@ -48,17 +59,15 @@ class Adapter(ABC):
         """True when training forward passes are noisy (dropout), so they are no clean measurement."""
 
     def clip_grad_norm_(self, max_norm: float) -> None:
-        """Clip the gradient of each copy to ``max_norm`` (of the one adapter, here)."""
-        torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
+        """Clip each copy's gradient on its own, as ``clip_grad_norm_`` would clip that copy alone."""
+        for copy in range(self.copies):
+            torch.nn.utils.clip_grad_norm_(self.copy_parameters(copy), max_norm)
 
-    def snapshot_copies(self, copies: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Saved values of the given copies, for ``restore_copies`` after an optimizer step."""
-        return [(p, p.detach().clone()) for p in self.parameters()] if copies else []
-
-    def restore_copies(self, snapshot: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        with torch.no_grad():
-            for target, saved in snapshot:
-                target.copy_(saved)
+    def drop_gradients(self, copies: list[int]) -> None:
+        """Forget the gradients of ``copies``: the optimizer then skips them (moments and step count too)."""
+        for copy in copies:
+            for p in self.copy_parameters(copy):
+                p.grad = None
 
     @abstractmethod
     @contextmanager
@@ -71,22 +80,28 @@ class Adapter(ABC):
 
     @abstractmethod
     def save_pretrained(self, directory: str | Path, copy: int = 0) -> None:
-        """Write the adapter (copy ``copy`` of a stack) so that ``load_adapter`` (or PEFT) can attach it."""
+        """Write copy ``copy`` as a lone adapter that ``load_adapter`` (or PEFT) can attach."""
 
     @abstractmethod
     def remove(self) -> PreTrainedModel:
         """Detach the adapter and give back the untouched base model."""
 
     @abstractmethod
-    def describe(self) -> dict[str, Any]:
-        """Everything that defines the placement, for results and saved files."""
+    def describe(self, copy: int = 0) -> dict[str, Any]:
+        """Everything that defines copy ``copy``'s placement, for results and saved files."""
 
-    def copy_describe(self, copy: int) -> dict[str, Any]:
-        """``describe`` of one copy; an ordinary adapter is its own only copy."""
-        return self.describe()
 
-    def copy_trainable_params(self, copy: int) -> int:
-        return self.trainable_params
+class ResidualAdapter(Adapter):
+    """An adapter that adds ``residual(x)`` to the output of layer ``first_layer``, x being that
+    layer's MLP input (the paper's bypass). That whole layer is then frozen prefix too: the
+    prefix cache keeps x and the layer's output and replays them plus the residual."""
+
+    #: False inside ``disabled()``.
+    enabled: bool = True
+
+    @abstractmethod
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """What each copy adds to its rows of the layer output, given the layer's MLP input."""
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:

@@ -1,13 +1,17 @@
 """The paper's placement: a rank-r bypass from the MLP input of one layer to its output.
 
 h_out = Block(h) + dropout(x_mlp_in · A · B), which equals a low-rank linear map running in
-parallel with the whole MLP of that layer (``reference-implementation.md`` §1). It is applied
-with a forward hook on the MLP, so the base model's modules and weights stay untouched.
+parallel with the whole MLP of that layer (docs/reference.md §1). It is applied with a forward
+hook on the MLP, so the base model's modules and weights stay untouched.
+
+One ``BypassAdapter`` holds K ≥ 1 copies (a lone adapter is K = 1). Copy j owns its own
+A_j (d, r_j) and B_j (r_j, d); the batch is K blocks of rows, and one batched matmul over the
+factors zero-padded to the largest rank applies every copy to its own block. Padding is built
+from the parameters at each step, so it carries no parameters and no optimizer state.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,13 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel
 
 from memlaw.errors import MemlawInputError
+from memlaw.io import write_json_atomic
 from memlaw.models.parts import check_layer, default_layer, layer_mlp
-from memlaw.placements.base import CONFIG_FILE, WEIGHTS_FILE, Adapter
+from memlaw.placements.base import CONFIG_FILE, WEIGHTS_FILE, ResidualAdapter
 
 #: "reference": A ~ U(±1/√r), as the authors' code does (kaiming on a (d, r) tensor);
 #: "peft": A ~ U(±1/√d), the nn.Linear / PEFT default. B = 0 in both, so training starts at ΔW = 0.
@@ -46,54 +52,47 @@ class BypassConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise MemlawInputError(f"dropout must be within [0, 1), got {self.dropout}")
 
+    @classmethod
+    def from_settings(cls, *, rank: int, layer, init: str, dropout: float, **_: Any) -> BypassConfig:
+        """From probe settings (the PEFT-only ones do not apply)."""
+        if isinstance(layer, (list, str)):
+            raise MemlawInputError("the bypass placement sits on exactly one layer: give --layer as one number")
+        return cls(rank, layer, init, dropout)
+
     def attach(self, model: PreTrainedModel, *, seed: int = 0) -> BypassAdapter:
-        return BypassAdapter(model, self, seed=seed)
+        return BypassAdapter(model, [self], [seed])
 
 
 def initial_a(d_in: int, rank: int, init: str, seed: int) -> torch.Tensor:
-    """The seeded starting A of a bypass (B starts at zero); stacked copies draw the same."""
+    """The seeded starting A of a bypass (B starts at zero)."""
     bound = 1 / math.sqrt(rank if init == "reference" else d_in)
     return torch.empty(d_in, rank).uniform_(-bound, bound, generator=torch.Generator().manual_seed(seed))
 
 
-class LowRankBypass(nn.Module):
-    """x -> dropout((x · A) · B), kept in float32 whatever the base model's dtype."""
-
-    def __init__(self, d_in: int, d_out: int, rank: int, init: str, dropout: float, seed: int):
-        super().__init__()
-        self.lora_A = nn.Parameter(initial_a(d_in, rank, init, seed))
-        self.lora_B = nn.Parameter(torch.zeros(rank, d_out))
-        self.dropout = nn.Dropout(dropout)
-        self.enabled = True
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout((x.to(self.lora_A.dtype) @ self.lora_A) @ self.lora_B)
-
-
-def save_bypass(directory: str | Path, description: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-    """A bypass adapter's files: its description as JSON and ``lora_A``/``lora_B`` as safetensors."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, out / WEIGHTS_FILE)
-    (out / CONFIG_FILE).write_text(json.dumps(description, indent=2) + "\n")
-
-
-class BypassAdapter(Adapter):
+class BypassAdapter(ResidualAdapter):
     kind = "bypass"
 
-    def __init__(self, model: PreTrainedModel, config: BypassConfig, *, seed: int = 0):
-        layer = default_layer(model) if config.layer is None else check_layer(model, config.layer)
-        self.config = BypassConfig(config.rank, layer, config.init, config.dropout)
+    def __init__(self, model: PreTrainedModel, configs: list[BypassConfig], seeds: list[int]):
+        first = configs[0]
+        layer = default_layer(model) if first.layer is None else check_layer(model, first.layer)
+        shared = {(layer if c.layer is None else c.layer, c.init, c.dropout) for c in configs}
+        if len(shared) > 1:
+            raise MemlawInputError(
+                "stacked bypass copies must share layer, init and dropout; only rank and seed may differ"
+            )
         self.model = model
+        self.copies = len(configs)
+        self.configs = [BypassConfig(c.rank, layer, c.init, c.dropout) for c in configs]
+        self.width = max(c.rank for c in configs)
         hidden = int(model.config.hidden_size)
-        self.bypass = LowRankBypass(hidden, hidden, config.rank, config.init, config.dropout, seed)
-        self.bypass.to(model.device)
-        self.bypass.train(False)
+        self.lora_A = nn.ParameterList(
+            initial_a(hidden, c.rank, c.init, seed).to(model.device) for c, seed in zip(configs, seeds, strict=True)
+        )
+        self.lora_B = nn.ParameterList(torch.zeros(c.rank, hidden, device=model.device) for c in configs)
+        self.dropout = nn.Dropout(first.dropout)
+        self.dropout.train(False)
+        self.enabled = True
         self._hook = layer_mlp(model, layer).register_forward_hook(self._add_bypass)
-
-    @property
-    def enabled(self) -> bool:
-        return self.bypass.enabled
 
     def _add_bypass(self, module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
@@ -101,49 +100,64 @@ class BypassAdapter(Adapter):
         return output + self.residual(args[0]).to(output.dtype)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
-        """What the adapter adds to its layer's output, given that layer's MLP input."""
-        return self.bypass(x)
+        """dropout(x_j · A_j · B_j) for each copy j's block of rows, in float32 whatever the model's dtype."""
+        a = torch.stack([F.pad(a, (0, self.width - a.shape[1])) for a in self.lora_A])  # (K, d, r_max)
+        b = torch.stack([F.pad(b, (0, 0, 0, self.width - b.shape[0])) for b in self.lora_B])  # (K, r_max, d)
+        blocks = x.reshape(self.copies, -1, x.shape[-1]).to(a.dtype)  # block j: copy j's rows
+        return self.dropout(torch.bmm(torch.bmm(blocks, a), b)).reshape(x.shape)
 
     @property
     def first_layer(self) -> int:
-        return int(self.config.layer)
+        return int(self.configs[0].layer)
 
     @property
     def stochastic(self) -> bool:
-        return self.config.dropout > 0
+        return self.configs[0].dropout > 0
 
-    def parameters(self) -> list[nn.Parameter]:
-        return list(self.bypass.parameters())
+    def copy_parameters(self, copy: int) -> list[nn.Parameter]:
+        return [self.lora_A[copy], self.lora_B[copy]]
 
     @contextmanager
     def disabled(self) -> Iterator[None]:
-        self.bypass.enabled = False
+        self.enabled = False
         try:
             yield
         finally:
-            self.bypass.enabled = True
+            self.enabled = True
 
     def train(self, mode: bool = True) -> None:
-        self.bypass.train(mode)
+        self.dropout.train(mode)
 
     def save_pretrained(self, directory: str | Path, copy: int = 0) -> None:
-        save_bypass(directory, self.describe(), dict(self.bypass.named_parameters()))
-
-    @classmethod
-    def from_pretrained(cls, model: PreTrainedModel, directory: str | Path, config: dict[str, Any]) -> BypassAdapter:
-        fields = {k: config[k] for k in ("rank", "layer", "init", "dropout")}
-        adapter = cls(model, BypassConfig(**fields))
-        if int(model.config.hidden_size) != config["hidden_size"]:
-            raise MemlawInputError(
-                f"adapter in {directory} was trained for hidden size {config['hidden_size']}, "
-                f"this model has {model.config.hidden_size}"
-            )
-        adapter.bypass.load_state_dict(load_file(Path(directory) / WEIGHTS_FILE, device=str(model.device)))
-        return adapter
+        """``lora_A``/``lora_B`` as safetensors and the description as JSON, which ``load_bypass`` reads."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        tensors = {"lora_A": self.lora_A[copy], "lora_B": self.lora_B[copy]}
+        save_file({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, out / WEIGHTS_FILE)
+        write_json_atomic(out / CONFIG_FILE, self.describe(copy))
 
     def remove(self) -> PreTrainedModel:
         self._hook.remove()
         return self.model
 
-    def describe(self) -> dict[str, Any]:
-        return {"placement": self.kind, **asdict(self.config), "hidden_size": int(self.model.config.hidden_size)}
+    def describe(self, copy: int = 0) -> dict[str, Any]:
+        return {
+            "placement": self.kind,
+            **asdict(self.configs[copy]),
+            "hidden_size": int(self.model.config.hidden_size),
+        }
+
+
+def load_bypass(model: PreTrainedModel, directory: str | Path, saved: dict[str, Any]) -> BypassAdapter:
+    """Attach the bypass saved in ``directory`` (its ``adapter_config.json`` is ``saved``)."""
+    if int(model.config.hidden_size) != saved["hidden_size"]:
+        raise MemlawInputError(
+            f"adapter in {directory} was trained for hidden size {saved['hidden_size']}, "
+            f"this model has {model.config.hidden_size}"
+        )
+    adapter = BypassConfig(**{k: saved[k] for k in ("rank", "layer", "init", "dropout")}).attach(model)
+    tensors = load_file(Path(directory) / WEIGHTS_FILE, device=str(model.device))
+    with torch.no_grad():
+        adapter.lora_A[0].copy_(tensors["lora_A"])
+        adapter.lora_B[0].copy_(tensors["lora_B"])
+    return adapter

@@ -50,12 +50,20 @@ class PeftLoraConfig:
         if isinstance(self.layers, str) and self.layers != "all":
             raise MemlawInputError(f"layers must be a list of layer indices or 'all', got '{self.layers}'")
 
+    @classmethod
+    def from_settings(
+        cls, *, rank: int, layer, dropout: float, target_modules: list[str] | None, lora_alpha: float | None, **_: Any
+    ) -> PeftLoraConfig:
+        """From probe settings (the bypass-only ones do not apply)."""
+        layers = [layer] if isinstance(layer, int) else layer
+        return cls(rank, layers, list(target_modules or DEFAULT_TARGET_MODULES), lora_alpha, dropout)
+
     def attach(self, model: PreTrainedModel, *, seed: int = 0) -> PeftAdapter:
-        return PeftAdapter(model, self, seed=seed)
+        return PeftAdapter(model, [self], [seed])
 
 
 class PeftAdapter(Adapter):
-    """One PEFT LoRA, or K of them trained stacked (``PeftAdapter.stacked``).
+    """K ≥ 1 PEFT LoRAs: one adapter, or K of them trained stacked.
 
     Stacked copies are PEFT adapters ``copy0``..``copyK-1`` of one PeftModel; every batch is
     K blocks of rows and each LoRA layer applies copy j to block j only, through PEFT's
@@ -65,16 +73,7 @@ class PeftAdapter(Adapter):
 
     kind = "peft"
 
-    def __init__(self, model: PreTrainedModel | PeftModel, config: PeftLoraConfig, *, seed: int = 0):
-        self._build(model, [config], [seed])
-
-    @classmethod
-    def stacked(cls, model: PreTrainedModel, configs: list[PeftLoraConfig], seeds: list[int]) -> PeftAdapter:
-        adapter = cls.__new__(cls)
-        adapter._build(model, configs, seeds)
-        return adapter
-
-    def _build(self, model: PreTrainedModel | PeftModel, configs: list[PeftLoraConfig], seeds: list[int]) -> None:
+    def __init__(self, model: PreTrainedModel | PeftModel, configs: list[PeftLoraConfig], seeds: list[int]):
         base = model.get_base_model() if isinstance(model, PeftModel) else model
         self.configs = [_resolved(base, config) for config in configs]
         self.copies = len(configs)
@@ -130,26 +129,9 @@ class PeftAdapter(Adapter):
     def stochastic(self) -> bool:
         return self.config.dropout > 0
 
-    def parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.peft_model.parameters() if p.requires_grad]
-
-    def _copy_parameters(self, copy: int) -> list[nn.Parameter]:
+    def copy_parameters(self, copy: int) -> list[nn.Parameter]:
         marker = f".{self.names[copy]}."  # PEFT names them lora_A.<adapter>.weight
         return [p for name, p in self.peft_model.named_parameters() if "lora_" in name and marker in name]
-
-    @property
-    def trainable_params(self) -> int:
-        return sum(self.copy_trainable_params(j) for j in range(self.copies))
-
-    def copy_trainable_params(self, copy: int) -> int:
-        return sum(p.numel() for p in self._copy_parameters(copy))
-
-    def clip_grad_norm_(self, max_norm: float) -> None:
-        for copy in range(self.copies):
-            torch.nn.utils.clip_grad_norm_(self._copy_parameters(copy), max_norm)
-
-    def snapshot_copies(self, copies: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(p, p.detach().clone()) for copy in copies for p in self._copy_parameters(copy)]
 
     @contextmanager
     def disabled(self) -> Iterator[None]:
@@ -179,10 +161,7 @@ class PeftAdapter(Adapter):
             hook.remove()
         return self.peft_model.unload()
 
-    def describe(self) -> dict[str, Any]:
-        return self.copy_describe(0)
-
-    def copy_describe(self, copy: int) -> dict[str, Any]:
+    def describe(self, copy: int = 0) -> dict[str, Any]:
         return {"placement": self.kind, **asdict(self.configs[copy])}
 
 

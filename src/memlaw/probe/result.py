@@ -62,7 +62,10 @@ class ProbeResult:
                 f"ℓ = {self.length} answer tokens in {self.num_items} item(s); {self.placement['placement']} rank "
                 f"{self.placement['rank']} ({self.trainable_params:,} trainable parameters); {self.steps} steps"
             ),
-            f"loss: initial {self.initial_loss:.4f} -> final {self.final_loss:.4f} nats/token (ΔL = {self.delta_loss:.4f})",
+            (
+                f"loss: initial {self.initial_loss:.4f} -> final {self.final_loss:.4f} nats/token "
+                f"(ΔL = {self.delta_loss:.4f})"
+            ),
             (
                 f"tokens with p > 0.5: {self.initial_frac_above_half:.1%} -> {self.frac_above_half:.1%}; "
                 f"teacher-forced argmax accuracy {self.argmax_accuracy:.1%}"
@@ -95,7 +98,7 @@ def build_result(
     assert after.greedy is not None
     return ProbeResult(
         config=asdict(config),
-        placement=adapter.copy_describe(copy),
+        placement=adapter.describe(copy),
         length=data.length,
         num_items=len(data.items),
         trainable_params=adapter.copy_trainable_params(copy),

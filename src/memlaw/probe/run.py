@@ -10,18 +10,20 @@ from dataclasses import asdict
 
 import torch
 
+from memlaw.config import settings_where
 from memlaw.data.encoding import EncodedData
 from memlaw.engine.prefix_cache import build_prefix_cache
-from memlaw.engine.stacked import StackedBypassAdapter
 from memlaw.measure.recall import measure_recall
 from memlaw.models.loading import LoadedModel, load_model, load_model_config, load_tokenizer, resolve_device
-from memlaw.placements import Adapter, PeftAdapter
+from memlaw.placements import PLACEMENTS, Adapter
 from memlaw.probe.config import ProbeConfig
 from memlaw.probe.data import build_data, check_fits
 from memlaw.probe.result import ProbeResult, build_result
-from memlaw.training.objectives import make_objective
+from memlaw.training.methods import make_objective
 from memlaw.training.trainer import train_copies
 
+#: Settings in which probes that train stacked may differ (rank and seed).
+STACKED_SETTINGS = settings_where(ProbeConfig, stacks=True)
 #: Adapters per stacked pass on a GPU (run_probes).
 DEFAULT_GPU_COPIES = 8
 
@@ -48,7 +50,7 @@ def run_probes(
     """Run many probes on one model, training up to ``max_copies`` adapters per pass.
 
     Probes that differ only in rank and seed share their data and every frozen weight, so they
-    can train stacked (``engine.stacked``), each giving the result it would give alone.
+    can train stacked (K copies of one adapter: ``placements``), each giving the result it would give alone.
     ``max_copies`` defaults to 8 on a GPU, where one short sequence leaves the device mostly
     idle, and to 1 on a CPU, where stacking measured no faster per adapter than cached probes
     one after another and holds K times the activations (benchmarks/probe_speed.py).
@@ -59,7 +61,8 @@ def run_probes(
     results: list[ProbeResult | None] = [None] * len(configs)
     for group in stack_groups(configs, max_copies):
         loaded, data = _prepare(configs[group[0]], loaded)
-        for index, result in zip(group, probe_together([configs[i] for i in group], loaded, data, progress=progress)):
+        together = probe_together([configs[i] for i in group], loaded, data, progress=progress)
+        for index, result in zip(group, together, strict=True):
             assert result.adapter is not None
             result.adapter.remove()
             result.adapter = None
@@ -75,7 +78,7 @@ def stack_groups(configs: list[ProbeConfig], max_copies: int) -> list[list[int]]
     """Indices of probes that can train stacked: probes equal but for rank and seed."""
     groups: dict[tuple, list[list[int]]] = {}
     for index, config in enumerate(configs):
-        key = tuple(sorted((k, repr(v)) for k, v in asdict(config).items() if k not in ("rank", "seed")))
+        key = tuple(sorted((k, repr(v)) for k, v in asdict(config).items() if k not in STACKED_SETTINGS))
         chunks = groups.setdefault(key, [[]])
         if len(chunks[-1]) == max_copies:
             chunks.append([])
@@ -142,10 +145,5 @@ def probe_together(
 
 def attach_stacked(configs: list[ProbeConfig], loaded: LoadedModel) -> Adapter:
     """One adapter holding a copy per probe (the probes differ only in rank and seed)."""
-    if len(configs) == 1:
-        return configs[0].attach(loaded)
-    placements = [c.placement_config() for c in configs]
-    seeds = [c.seed for c in configs]
-    if configs[0].placement == "bypass":
-        return StackedBypassAdapter(loaded.model, placements, seeds)
-    return PeftAdapter.stacked(loaded.model, placements, seeds)
+    placement = PLACEMENTS[configs[0].placement]
+    return placement.stack(loaded.model, [c.placement_config() for c in configs], [c.seed for c in configs])

@@ -1,4 +1,4 @@
-"""MemFT: threshold-guided fine-tuning (paper §4, reference-implementation.md §4).
+"""MemFT: threshold-guided fine-tuning (paper §4; the authors' variants: docs/reference.md §6).
 
 * ``memft-ot`` (only threshold): gradient only on tokens whose target probability is still
   below the threshold (p < 0.5, loss > ln 2), normalised over those tokens.

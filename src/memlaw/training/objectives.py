@@ -12,11 +12,9 @@ default is a fresh seeded shuffle of all items every epoch.
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 
 import torch
 
-from memlaw.errors import MemlawInputError
 from memlaw.measure.teacher_forced import TokenLosses
 
 
@@ -46,36 +44,10 @@ class SFT(Objective):
         return torch.ones_like(tokens.losses)
 
 
-def _registry() -> dict[str, type]:
-    from memlaw.training.memft import OnlyThreshold, SlidingWindow
-
-    return {"sft": SFT, "memft-ot": OnlyThreshold, "memft-sw": SlidingWindow}
-
-
-def make_objective(name: str, options: dict | None = None) -> Objective:
-    """The objective ``name`` with its documented ``options`` (checked: unknown keys and bad values are errors)."""
-    registry = _registry()
-    if name not in registry:
-        raise MemlawInputError(f"unknown method '{name}': use one of {', '.join(registry)}")
-    cls, options = registry[name], dict(options or {})
-    known = {f.name for f in fields(cls)} if hasattr(cls, "__dataclass_fields__") else set()
-    unknown = sorted(set(options) - known)
-    if unknown:
-        hint = f"known: {', '.join(sorted(known))}" if known else f"{name} takes no options"
-        raise MemlawInputError(f"unknown option '{unknown[0]}' for method {name} ({hint})")
-    try:
-        return cls(**options)
-    except TypeError as err:
-        raise MemlawInputError(f"method {name}: {err}") from err
-
-
-def weighted_loss(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """sum(w * l) / sum(w); zero (still attached to the graph) when every weight is zero."""
-    return copy_losses(losses, weights, torch.zeros_like(losses, dtype=torch.long), 1)[0]
-
-
 def copy_losses(losses: torch.Tensor, weights: torch.Tensor, copy: torch.Tensor, copies: int) -> torch.Tensor:
-    """``weighted_loss`` of each adapter copy's own tokens, as a vector (no device sync)."""
+    """sum(w * l) / sum(w) over each adapter copy's own tokens, as a vector (no device sync).
+
+    A copy whose weights are all zero gets zero, still attached to the graph (no update)."""
     numerator = losses.new_zeros(copies).index_add(0, copy, weights * losses)
     denominator = losses.new_zeros(copies).index_add(0, copy, weights)
     return torch.where(denominator > 0, numerator / denominator.clamp_min(1e-30), numerator * 0)

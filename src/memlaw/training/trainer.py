@@ -122,7 +122,7 @@ def train_copies(
         epoch_orders = (
             objective.epoch_items(epoch, len(data.items), config.batch_size, g, copy=j) for j, g in enumerate(orders)
         )
-        batches = zip(*(order.split(config.batch_size) for order in epoch_orders))
+        batches = zip(*(order.split(config.batch_size) for order in epoch_orders), strict=True)
         for per_copy in batches:
             indices = [i for part in per_copy for i in part.tolist()]
             with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=config.autocast):
@@ -140,16 +140,15 @@ def train_copies(
             if all(stopped):
                 break
             # Stopped copies, and copies whose objective weighs nothing this step, get no update:
-            # with no backward their parameters have no gradient and AdamW leaves them (and their
-            # state) alone, as in the reference; stacked with others, they are restored after the step.
+            # without a gradient AdamW leaves their parameters, moments and step count alone, as it
+            # does for a lone adapter that skips its backward (the reference's zero-backprop steps).
             idle = [j for j in range(copies) if stopped[j] or weighted[j] == 0]
             optimizer.zero_grad(set_to_none=True)
             if len(idle) < copies:
                 loss.backward()
+                adapter.drop_gradients(idle)
                 adapter.clip_grad_norm_(config.max_grad_norm)
-            frozen = adapter.snapshot_copies(idle)
             optimizer.step()
-            adapter.restore_copies(frozen)
             schedule.step()
             step += 1
             bar.update()
