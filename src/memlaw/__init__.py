@@ -1,8 +1,29 @@
 """memlaw: measure, predict and maximise how much a LoRA adapter memorises verbatim."""
 
+from typing import TYPE_CHECKING
+
+from memlaw._lazy import lazy_exports
 from memlaw._version import __version__
 from memlaw.errors import MemlawInputError
-from memlaw.law import MemoryLaw
-from memlaw.probe import ProbeConfig, ProbeResult, run_probe, run_probes
 
-__all__ = ["MemlawInputError", "MemoryLaw", "ProbeConfig", "ProbeResult", "__version__", "run_probe", "run_probes"]
+if TYPE_CHECKING:
+    from memlaw.law import MemoryLaw
+    from memlaw.probe import ProbeConfig, ProbeResult, run_probe, run_probes
+
+_EXPORTS = {
+    "MemoryLaw": "memlaw.law",
+    "ProbeConfig": "memlaw.probe.config",
+    "ProbeResult": "memlaw.probe.result",
+    "run_probe": "memlaw.probe.run",
+    "run_probes": "memlaw.probe.run",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [
+    "MemlawInputError",
+    "MemoryLaw",
+    "ProbeConfig",
+    "ProbeResult",
+    "__version__",
+    "run_probe",
+    "run_probes",
+]

@@ -1,4 +1,9 @@
-"""Options from dataclass fields, YAML config files and ``--key value`` overrides.
+"""Settings declared once, on a config dataclass; options from YAML files and ``--key value``.
+
+Each field of a config dataclass is declared with ``setting(...)``: its default, its help text
+and its roles (part of a cell's identity or engine-only, a store column, what the loaded model
+or the data depends on, kept as a law's provenance). The CLI, the results store, the sweep
+runner and the law read those roles from the dataclass, so a new setting is one line.
 
 Precedence: the dataclass defaults, then the YAML file, then the command line. Every value
 is type-checked against the field's annotation where it enters, so inner code can trust it.
@@ -9,7 +14,7 @@ from __future__ import annotations
 import argparse
 import types
 import typing
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +22,47 @@ import yaml
 
 from memlaw.errors import MemlawInputError
 
+#: What the scope of a setting says: which loaded model, or which data, it determines.
+SCOPES = ("model", "data")
 
-def add_dataclass_options(
-    parser: argparse.ArgumentParser, cls: type, helps: dict[str, str], defaults: dict[str, Any] | None = None
-) -> None:
-    """One ``--field-name`` option per field; unset options stay ``None`` so YAML values survive.
+
+def setting(
+    default: Any = MISSING,
+    *,
+    help: str,
+    key: bool = True,
+    keyed_when_default: bool = True,
+    column: bool = False,
+    scope: str | None = None,
+    stacks: bool = False,
+    provenance: bool = False,
+    default_factory: Any = MISSING,
+) -> Any:
+    """A dataclass field with its help text and roles.
+
+    key: part of a cell's identity (False: engine-only, it changes speed, not measurements).
+    keyed_when_default: False for settings added after stores existed; left out of the cell
+        key while at their default, so cells stored before them keep their keys.
+    column: also a column of the results store, to filter and export by.
+    scope: "model" (which model is loaded) or "data" (what the data is, given the model).
+    stacks: may differ between adapters trained stacked in one pass (rank, seed).
+    provenance: recorded with a law fitted on such cells.
+    """
+    assert scope in (None, *SCOPES), scope
+    roles = {
+        "help": help, "key": key, "keyed_when_default": keyed_when_default, "column": column, "scope": scope,
+        "stacks": stacks, "provenance": provenance,
+    }  # fmt: skip
+    return field(default=default, default_factory=default_factory, metadata=roles)
+
+
+def settings_where(cls: type, **roles: Any) -> tuple[str, ...]:
+    """Names of ``cls``'s settings whose roles equal all of ``roles``, in declaration order."""
+    return tuple(f.name for f in fields(cls) if all(f.metadata.get(k) == v for k, v in roles.items()))
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, defaults: dict[str, Any] | None = None) -> None:
+    """One ``--field-name`` option per setting; unset options stay ``None`` so YAML values survive.
 
     ``defaults`` are a command's own defaults, shown in its help instead of the dataclass's."""
     for f in fields(cls):
@@ -29,7 +70,7 @@ def add_dataclass_options(
         value = (defaults or {}).get(f.name, f.default)
         default = "" if value is MISSING else f" (default: {value})"
         parser.add_argument(
-            flag, dest=f.name, default=None, metavar=f.name.upper(), help=helps.get(f.name, "") + default
+            flag, dest=f.name, default=None, metavar=f.name.upper(), help=f.metadata.get("help", "") + default
         )
 
 

@@ -197,3 +197,26 @@ def test_a_cell_failing_in_training_leaves_the_shared_model_clean(tiny_dir, tmp_
     run_sweep(load_sweep(clean), alone)
     assert done["initial_loss"] == pytest.approx(alone.rows()[0]["initial_loss"])
     assert done["final_loss"] == pytest.approx(alone.rows()[0]["final_loss"], rel=1e-5)
+
+
+def test_workers_on_the_command_line_run_cells_in_that_many_processes(tiny_dir, tmp_path, cli):
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"length": [8, 10, 12, 14]}, epochs=30)
+    db = tmp_path / "r.db"
+    code, out, err = cli("sweep", str(config), "--store", str(db), "--workers", "2", "--quiet")
+    assert code == 0, err
+    rows = ResultsStore(db).rows()
+    workers = {row["worker"] for row in rows}
+    assert len(rows) == 4 and {row["status"] for row in rows} == {"done"}
+    assert len(workers) == 2, f"expected 2 worker processes, saw {workers}"
+    assert not any(w.endswith(f":{os.getpid()}") for w in workers), "cells ran in the driver, not in workers"
+
+
+def test_a_store_from_before_the_worker_column_gains_it(tiny_dir, tmp_path):
+    db = tmp_path / "old.db"
+    store = ResultsStore(db)
+    store.db.execute("ALTER TABLE cells DROP COLUMN worker")
+    store.close()
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"length": [8]}, epochs=1)
+    run_sweep(load_sweep(config), ResultsStore(db))
+    (row,) = ResultsStore(db).rows()
+    assert row["worker"].endswith(f":{os.getpid()}")

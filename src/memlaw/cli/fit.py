@@ -6,13 +6,16 @@ import argparse
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.io import write_json_atomic
-from memlaw.law.fit import FORMS, LOSSES, MemoryLaw
+from memlaw.law.fit import LOSSES, MemoryLaw
+from memlaw.law.forms import FORMS
 from memlaw.law.points import load_points
 from memlaw.law.summary import describe_fit
 
 
 def add_fit_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--form", default="full", choices=FORMS, help="with offset b (full) or without")
+    parser.add_argument(
+        "--form", default="full", choices=list(FORMS), help="with offset b (full) or without (no_offset)"
+    )
     parser.add_argument("--loss", default="squares", choices=LOSSES, help="least squares or Huber")
     parser.add_argument(
         "--saturation-loss", type=float, default=CERTIFY_LOSS, help="exclude points whose final loss is below this"

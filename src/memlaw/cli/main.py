@@ -18,14 +18,6 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def quiet_libraries() -> None:
-    """transformers' advisories and loading bars would bury our output; real errors still surface."""
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-
-
 def build_parser() -> argparse.ArgumentParser:
     from memlaw.cli import fit, plan, probe, report, sweep, train
 

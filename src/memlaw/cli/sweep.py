@@ -8,11 +8,11 @@ import io
 import sys
 from pathlib import Path
 
-from memlaw.cli.main import quiet_libraries
+from memlaw.cli.common import quiet_libraries
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_text_atomic
-from memlaw.sweep import ResultsStore, load_sweep, run_sweep
-from memlaw.sweep.store import COLUMNS, SETTING_COLUMNS
+from memlaw.sweep.grid import load_sweep
+from memlaw.sweep.store import COLUMNS, RUN_COLUMNS, SETTING_COLUMNS, ResultsStore
 
 DEFAULT_STORE = "memlaw-results.db"
 #: Columns `memlaw results` prints (the CSV export has them all).
@@ -39,17 +39,20 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
+    from memlaw.sweep.runner import run_sweep
+
     sweep = load_sweep(args.config)
     quiet_libraries()
-    store = ResultsStore(args.store)
-    report = run_sweep(
-        sweep,
-        store,
-        backend=args.backend,
-        address=args.address,
-        retry_failed=args.retry_failed,
-        progress=not args.quiet,
-    )
+    with ResultsStore(args.store) as store:
+        report = run_sweep(
+            sweep,
+            store,
+            backend=args.backend,
+            workers=args.workers,
+            address=args.address,
+            retry_failed=args.retry_failed,
+            progress=not args.quiet,
+        )
     print(
         f"{report.total} cells: {report.skipped} already stored, {report.done} done, {report.failed} failed "
         f"-> {args.store}"
@@ -66,8 +69,9 @@ def run_results_command(args: argparse.Namespace) -> int:
         if not sep:
             raise MemlawInputError(f"--where takes COLUMN=VALUE, got '{condition}'")
         where[column.strip()] = value.strip()
-    rows = ResultsStore(args.store).rows(where)
-    columns = ["cell_key", "status", "error", *SETTING_COLUMNS, *COLUMNS, "config"]
+    with ResultsStore(args.store) as store:
+        rows = store.rows(where)
+    columns = ["cell_key", "status", "error", *SETTING_COLUMNS, *COLUMNS, *RUN_COLUMNS, "config"]
     if args.csv:
         write_text_atomic(args.csv, _csv_text(rows, columns))
         print(f"{len(rows)} cells -> {args.csv}")

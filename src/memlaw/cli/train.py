@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from memlaw.cli.main import quiet_libraries
-from memlaw.cli.probe import HELP, check_new_folder, config_from_args, save_adapter
+from memlaw.cli.common import check_new_folder, config_from_args, quiet_libraries
+from memlaw.cli.probe import save_adapter
 from memlaw.config import add_dataclass_options
 from memlaw.errors import MemlawInputError
-from memlaw.probe import ProbeConfig, ProbeResult, run_probe
+from memlaw.probe.config import ProbeConfig
+
+if TYPE_CHECKING:
+    from memlaw.probe.result import ProbeResult
 
 #: What `memlaw train` changes from a probe's defaults: MemFT, a larger budget, stop when certified.
 TRAIN_DEFAULTS = {"method": "memft-ot", "epochs": 300, "stop_when_certified": True}
@@ -29,11 +33,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="new folder for the adapter, its settings and recall.json")
     parser.add_argument("--config", help="YAML file of settings (command-line options override it)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_dataclass_options(parser, ProbeConfig, HELP, defaults=TRAIN_DEFAULTS)
+    add_dataclass_options(parser, ProbeConfig, defaults=TRAIN_DEFAULTS)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from memlaw.probe.run import run_probe
+
     if not Path(args.data_file).is_file():
         raise MemlawInputError(f"no such data file: {args.data_file} (give a JSONL or text file)")
     if args.data is not None:
@@ -60,7 +66,8 @@ def recall_report(result: ProbeResult, config: ProbeConfig) -> list[str]:
     lines = [
         (
             f"memorised {len(items)} item(s), {result.length} answer tokens, into a {result.placement['placement']} "
-            f"rank-{result.placement['rank']} adapter ({result.trainable_params:,} parameters) with {config.method}: {stop}"
+            f"rank-{result.placement['rank']} adapter ({result.trainable_params:,} parameters) "
+            f"with {config.method}: {stop}"
         ),
         (
             f"loss {result.initial_loss:.4f} -> {result.final_loss:.4f} nats/token; "

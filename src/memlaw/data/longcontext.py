@@ -9,7 +9,6 @@ prefix of a longer one with the same ratio. The reference's files match this pat
 
 from __future__ import annotations
 
-import math
 from importlib import resources
 from pathlib import Path
 
@@ -24,12 +23,8 @@ from memlaw.errors import MemlawInputError
 DEFAULT_TEXT = "pride_and_prejudice_ch1-10.txt"
 
 
-def round_half_up(x: float) -> int:
-    return math.floor(x + 0.5)
-
-
 def replacement_positions(length: int, ratio: float) -> np.ndarray:
-    """Indices in [0, length) to replace; exactly round_half_up(n * ratio) fall in any prefix n."""
+    """Indices in [0, length) to replace; exactly floor(n * ratio + 0.5) fall in any prefix n."""
     counts = np.floor(np.arange(length + 1) * ratio + 0.5).astype(np.int64)
     return np.flatnonzero(np.diff(counts) > 0)
 
@@ -86,7 +81,8 @@ def long_context_item(
         ids = np.asarray(tokenizer(source, add_special_tokens=False).input_ids, dtype=np.int64)
         if len(ids) < length:
             raise MemlawInputError(
-                f"length {length} is longer than the text ({len(ids)} tokens): use a longer --text or a smaller --length"
+                f"length {length} is longer than the text ({len(ids)} tokens): "
+                "use a longer --text or a smaller --length"
             )
         ids = ids[:length].copy()
     rng = np.random.default_rng(seed)

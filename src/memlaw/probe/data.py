@@ -46,5 +46,6 @@ def check_fits(config: ProbeConfig, data: EncodedData, model_config: PretrainedC
     context = getattr(model_config, "max_position_embeddings", None)
     if context is not None and data.max_sequence_length > context:
         raise MemlawInputError(
-            f"an item is {data.max_sequence_length} tokens long with its prompt, beyond the model's context of {context}"
+            f"an item is {data.max_sequence_length} tokens long with its prompt, "
+            f"beyond the model's context of {context}"
         )

@@ -24,7 +24,7 @@ from typing import Any
 
 from memlaw.config import check_value, read_yaml
 from memlaw.errors import MemlawInputError
-from memlaw.probe import ProbeConfig
+from memlaw.probe.config import ProbeConfig
 
 
 @dataclass

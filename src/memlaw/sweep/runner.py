@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
+import socket
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -20,18 +22,17 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from memlaw.config import settings_where
 from memlaw.errors import MemlawInputError
 from memlaw.models.loading import LoadedModel, load_model, resolve_device
 from memlaw.probe import ProbeConfig, ProbeResult, default_max_copies, run_probes, stack_groups
 from memlaw.sweep.grid import SweepConfig
 from memlaw.sweep.store import ResultsStore, cell_key
 
-#: What a cell's data depends on: cells equal in these can share one pass.
-DATA_SETTINGS = (
-    "model", "gguf_file", "dtype", "device", "data", "length", "ratio", "text", "data_seed", "prompt_format",
-    "system_prompt",
-)  # fmt: skip
-MODEL_SETTINGS = ("model", "gguf_file", "dtype", "device")
+#: Which model a cell loads; with the data settings, what its data depends on (cells equal in
+#: these share one loaded model and one encoding).
+MODEL_SETTINGS = settings_where(ProbeConfig, scope="model")
+DATA_SETTINGS = MODEL_SETTINGS + settings_where(ProbeConfig, scope="data")
 
 #: A cell's outcome: its measurements, or why it failed.
 Outcome = ProbeResult | str
@@ -71,14 +72,14 @@ def run_sweep(
     elif workers > 1:
         outcomes = _processes(stacks, workers)
     else:
-        outcomes = (pair for stack in stacks for pair in execute_stack(stack))
+        outcomes = (triple for stack in stacks for triple in _received(stack, _remote_stack(stack)))
     with tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress) as bar:
-        for config, outcome in outcomes:
+        for config, outcome, worker in outcomes:
             if isinstance(outcome, ProbeResult):
-                store.add_result(config, outcome)
+                store.add_result(config, outcome, worker)
                 report.done += 1
             else:
-                store.add_failure(config, outcome)
+                store.add_failure(config, outcome, worker)
                 report.failed += 1
             bar.update()
             bar.set_postfix(done=report.done, failed=report.failed)
@@ -125,7 +126,11 @@ def _run_stack(stack: list[ProbeConfig], loaded: LoadedModel) -> list[tuple[Prob
         return [pair for config in stack for pair in _run_stack([config], loaded)]
 
 
-def _processes(stacks: list[list[ProbeConfig]], workers: int) -> Iterator[tuple[ProbeConfig, Outcome]]:
+#: What a backend yields per cell: its config, its outcome, and the worker that ran it.
+Received = tuple[ProbeConfig, Outcome, str]
+
+
+def _processes(stacks: list[list[ProbeConfig]], workers: int) -> Iterator[Received]:
     """Stacks in ``workers`` spawned processes; outcomes come back to the driver as they end."""
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(_remote_stack, [asdict(c) for c in stack]): stack for stack in stacks}
@@ -133,7 +138,7 @@ def _processes(stacks: list[list[ProbeConfig]], workers: int) -> Iterator[tuple[
             yield from _received(futures[future], future.result())
 
 
-def _ray(stacks: list[list[ProbeConfig]], address: str | None) -> Iterator[tuple[ProbeConfig, Outcome]]:
+def _ray(stacks: list[list[ProbeConfig]], address: str | None) -> Iterator[Received]:
     """Each stack is a Ray task (on a GPU when the cluster has one); results return as they end."""
     try:
         import ray
@@ -154,19 +159,22 @@ def _ray(stacks: list[list[ProbeConfig]], address: str | None) -> Iterator[tuple
             ray.shutdown()
 
 
-def _remote_stack(stack: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
-    """A stack run in another process: plain dictionaries in and out (no adapters or tensors)."""
-    outcomes = execute_stack([ProbeConfig(**c) for c in stack])
-    return [o if isinstance(o, str) else o.to_dict() for _, o in outcomes]
+def _remote_stack(stack: list[dict[str, Any]] | list[ProbeConfig]) -> tuple[str, list[dict[str, Any] | str]]:
+    """A stack run in whatever process a backend chose: plain dictionaries in and out (no adapters
+    or tensors), with the worker that ran it ("host:pid")."""
+    configs = [c if isinstance(c, ProbeConfig) else ProbeConfig(**c) for c in stack]
+    outcomes = execute_stack(configs)
+    return f"{socket.gethostname()}:{os.getpid()}", [o if isinstance(o, str) else o.to_dict() for _, o in outcomes]
 
 
-def _received(stack: list[ProbeConfig], outcomes: list[dict[str, Any] | str]) -> Iterator[tuple[ProbeConfig, Outcome]]:
+def _received(stack: list[ProbeConfig], returned: tuple[str, list[dict[str, Any] | str]]) -> Iterator[Received]:
+    worker, outcomes = returned
     names = {f.name for f in fields(ProbeResult)}
     for config, outcome in zip(stack, outcomes, strict=True):
         if isinstance(outcome, str):
-            yield config, outcome
+            yield config, outcome, worker
         else:
-            yield config, ProbeResult(**{k: v for k, v in outcome.items() if k in names})
+            yield config, ProbeResult(**{k: v for k, v in outcome.items() if k in names}), worker
 
 
 def _checked(result: ProbeResult) -> Outcome:

@@ -12,21 +12,23 @@ import hashlib
 import json
 import sqlite3
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from memlaw._version import __version__
+from memlaw.config import settings_where
 from memlaw.errors import MemlawInputError
-from memlaw.probe import ProbeConfig, ProbeResult
+from memlaw.probe.config import ProbeConfig
 
-#: Bumped when the table layout changes; a store of another version is refused, not migrated silently.
+if TYPE_CHECKING:
+    from memlaw.probe.result import ProbeResult
+
+#: Bumped when the table layout changes incompatibly; a store of another version is refused, not
+#: migrated silently. Columns added since (new settings, ``worker``) are added to older stores.
 STORE_SCHEMA = 1
-
-#: Settings that change how fast a probe runs but not what it measures: not part of a cell's identity.
-ENGINE_SETTINGS = ("device", "prefix_cache", "eval_batch_size", "decode_batch_size")
 
 #: Measurements stored as columns (filterable, exported to CSV).
 COLUMNS = (
@@ -36,14 +38,21 @@ COLUMNS = (
 )  # fmt: skip
 
 #: Probe settings copied into columns too, so that results can be filtered by them.
-SETTING_COLUMNS = ("model", "data", "ratio", "placement", "rank", "layer", "method", "seed", "epochs", "lr")
+SETTING_COLUMNS = settings_where(ProbeConfig, column=True)
+#: Columns that describe how a cell ran rather than what it measured.
+RUN_COLUMNS = ("worker",)
 
 
 def cell_key(config: ProbeConfig) -> str:
-    """Stable identity of a cell: a hash of every setting that affects its measurements."""
-    settings = {k: v for k, v in asdict(config).items() if k not in ENGINE_SETTINGS}
-    if not settings["method_options"]:
-        del settings["method_options"]  # settings added later hash as before, so older stores stay valid
+    """Stable identity of a cell: a hash of every setting that affects its measurements.
+
+    Settings added after stores existed are left out while at their default, so the cells
+    stored before them keep their keys."""
+    settings = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.metadata["key"] and (f.metadata["keyed_when_default"] or value != f.default):
+            settings[f.name] = value
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -73,7 +82,7 @@ class ResultsStore:
                     f"""CREATE TABLE cells (
                         cell_key TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT,
                         config TEXT NOT NULL, memlaw_version TEXT NOT NULL, finished_at REAL NOT NULL,
-                        {setting_columns}, {measure_columns},
+                        {setting_columns}, {measure_columns}, worker TEXT,
                         placement_json TEXT, first_error TEXT, loss_curve TEXT, items TEXT, token_probs BLOB)"""
                 )
             elif found[0] != str(STORE_SCHEMA):
@@ -81,19 +90,24 @@ class ResultsStore:
                     f"{self.path} was written by a memlaw with store schema {found[0]}; this one reads "
                     f"schema {STORE_SCHEMA}: use a new --store"
                 )
+            present = {row[1] for row in self.db.execute("PRAGMA table_info(cells)")}
+            for column in (*SETTING_COLUMNS, *RUN_COLUMNS):
+                if column not in present:  # a setting or run column added since the store was made
+                    kind = "NUMERIC" if column in SETTING_COLUMNS else "TEXT"
+                    self.db.execute(f"ALTER TABLE cells ADD COLUMN {column} {kind}")
 
     def finished(self, *, include_failed: bool = True) -> set[str]:
         """Keys of the cells already stored (done, and failed unless ``include_failed`` is False)."""
         query = "SELECT cell_key FROM cells" + ("" if include_failed else " WHERE status = 'done'")
         return {row[0] for row in self.db.execute(query)}
 
-    def add_result(self, config: ProbeConfig, result: ProbeResult) -> None:
+    def add_result(self, config: ProbeConfig, result: ProbeResult, worker: str | None = None) -> None:
         probs = [p for item in result.items for p in item["token_probs"]]
         items = [
             {k: v for k, v in item.items() if k not in ("token_probs", "initial_token_probs")} for item in result.items
         ]
         row = {
-            **self._identity(config, "done", None),
+            **self._identity(config, "done", None, worker),
             **{c: _plain(getattr(result, c)) for c in COLUMNS},
             "placement_json": json.dumps(result.placement),
             "first_error": json.dumps(result.first_error),
@@ -103,15 +117,16 @@ class ResultsStore:
         }
         self._insert(row)
 
-    def add_failure(self, config: ProbeConfig, reason: str) -> None:
-        self._insert({**self._identity(config, "failed", reason), "length": config.length})
+    def add_failure(self, config: ProbeConfig, reason: str, worker: str | None = None) -> None:
+        self._insert({**self._identity(config, "failed", reason, worker), "length": config.length})
 
-    def _identity(self, config: ProbeConfig, status: str, error: str | None) -> dict[str, Any]:
+    def _identity(self, config: ProbeConfig, status: str, error: str | None, worker: str | None) -> dict[str, Any]:
         settings = asdict(config)
         return {
             "cell_key": cell_key(config),
             "status": status,
             "error": error,
+            "worker": worker,
             "config": json.dumps(settings, sort_keys=True),
             "memlaw_version": __version__,
             "finished_at": time.time(),
@@ -127,7 +142,7 @@ class ResultsStore:
     def rows(self, where: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Stored cells as dictionaries, filtered by equality on setting or measurement columns."""
         where = where or {}
-        allowed = {"status", *SETTING_COLUMNS, *COLUMNS}
+        allowed = {"status", *SETTING_COLUMNS, *COLUMNS, *RUN_COLUMNS}
         for column in where:
             if column not in allowed:
                 raise MemlawInputError(f"cannot filter on '{column}': use one of {', '.join(sorted(allowed))}")
@@ -143,6 +158,12 @@ class ResultsStore:
 
     def close(self) -> None:
         self.db.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _plain(value: Any) -> Any:

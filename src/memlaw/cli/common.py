@@ -1,0 +1,36 @@
+"""What several commands share: probe settings from flags and YAML, new output folders, quiet libraries.
+
+Nothing here imports torch: the light commands (fit, plan, results) build their parsers next to
+these and must start in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from memlaw.config import build_config, read_yaml
+from memlaw.errors import MemlawInputError
+from memlaw.probe.config import ProbeConfig
+
+
+def quiet_libraries() -> None:
+    """transformers' advisories and loading bars would bury our output; real errors still surface."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def config_from_args(args: argparse.Namespace, defaults: dict | None = None) -> ProbeConfig:
+    """Dataclass defaults, then ``defaults`` (a command's own), then --config YAML, then flags."""
+    cli_values = {k: v for k, v in vars(args).items() if k in ProbeConfig.__dataclass_fields__}
+    values = {**(defaults or {}), **(read_yaml(args.config) if args.config else {})}
+    return build_config(ProbeConfig, values, cli_values)
+
+
+def check_new_folder(path: str | None, flag: str) -> Path | None:
+    folder = Path(path) if path else None
+    if folder is not None and folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise MemlawInputError(f"{flag} {folder} already exists and is not an empty folder: choose a new folder")
+    return folder
