@@ -53,7 +53,9 @@ def test_bootstrap_is_reproducible_for_a_seed():
 def test_no_offset_and_huber_forms():
     ranks, lengths, delta = synthetic()
     no_offset = MemoryLaw(form="no_offset", bootstrap=0).fit(ranks, lengths, delta)
-    assert no_offset.b_ == 0.0
+    assert set(no_offset.constants_) == {"C", "alpha", "beta"} and not hasattr(no_offset, "b_")
+    assert no_offset.formula() == "ΔL = C · r^α · ℓ^(−β)"  # what is printed is what was fitted
+    assert MemoryLaw(bootstrap=0).fit(ranks, lengths, delta).formula() == "ΔL = C · r^α · ℓ^(−β) + b"
     delta[3] += 5  # one wild point
     huber = MemoryLaw(loss="huber", bootstrap=0).fit(ranks, lengths, delta)
     squares = MemoryLaw(bootstrap=0).fit(ranks, lengths, delta)
@@ -72,3 +74,16 @@ def test_no_offset_and_huber_forms():
 def test_bad_input(arrays, message):
     with pytest.raises(MemlawInputError, match=message):
         MemoryLaw(bootstrap=0).fit(*arrays)
+
+
+def test_the_law_is_a_scikit_learn_style_estimator():
+    law = MemoryLaw(form="no_offset", bootstrap=3, seed=7)
+    assert law.get_params() == {
+        "form": "no_offset", "x": "rank", "loss": "squares", "huber_scale": 0.1,
+        "saturation_loss": pytest.approx(0.6931, abs=1e-4), "bootstrap": 3, "seed": 7,
+    }  # fmt: skip
+    assert not any(name.endswith("_") for name in vars(law))  # nothing learned before fit
+    clone = law.clone(bootstrap=0)
+    assert clone.get_params() == {**law.get_params(), "bootstrap": 0} and not hasattr(clone, "params_")
+    with pytest.raises(MemlawInputError, match="unknown law form"):
+        MemoryLaw(form="cubic").fit(*synthetic())  # validated in fit, not in __init__

@@ -42,6 +42,15 @@ def test_fit_from_csv_prints_and_saves_the_law(tmp_path, cli):
     assert "budget" in saved["valid_for"]
 
 
+def test_fit_prints_the_form_it_fitted(tmp_path, cli):
+    source = write_csv(tmp_path / "points.csv", synthetic_rows())
+    code, out, err = cli("fit", "--from", source, "--form", "no_offset", "--bootstrap", "20")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "ΔL = C · r^α · ℓ^(−β)" in lines and not any(line.lstrip().startswith("b ") for line in lines)
+    assert not any("+ b" in line for line in lines[:6])
+
+
 @pytest.mark.parametrize(
     ("rows", "message"),
     [

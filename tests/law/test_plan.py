@@ -84,6 +84,6 @@ def test_a_saved_law_plans_the_same_as_the_fitted_one():
 def test_a_law_in_trainable_parameters_plans_in_rank():
     data = points()
     by_rank = MemoryLaw(bootstrap=0).fit_points(data)
-    by_params = MemoryLaw(bootstrap=0, x_name="params").fit_points(data)
+    by_params = MemoryLaw(bootstrap=0, x="params").fit_points(data)
     assert plan_rank(by_params, 300).rank == plan_rank(by_rank, 300).rank
     assert plan_length(by_params, 4).length == pytest.approx(plan_length(by_rank, 4).length, rel=1e-3)

@@ -16,7 +16,7 @@ import numpy as np
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.errors import MemlawInputError
-from memlaw.law.fit import MemoryLaw, length_at, x_for
+from memlaw.law.fit import MemoryLaw
 
 BUDGET_CAVEAT = (
     "valid only for the training budget, placement, data and method the law was fitted on; "
@@ -54,7 +54,10 @@ class Plan:
             else f" (95% CI of the {asked} [{self.interval[0]:.4g}, {self.interval[1]:.4g}])"
         )
         if asked == "rank":
-            head = f"rank {self.rank:g} holds {self.length:g} tokens: smallest whole rank predicted below the target{interval}"
+            head = (
+                f"rank {self.rank:g} holds {self.length:g} tokens: "
+                f"smallest whole rank predicted below the target{interval}"
+            )
         elif math.isinf(self.length):
             head = f"rank {self.rank:g}: the law predicts no length limit (its offset b alone reaches the target)"
         else:
@@ -95,11 +98,11 @@ def plan_rank(
     start = initial_loss if initial_loss is not None else _initial_loss(law, length, ratio)
     need = start - target_loss
     per_rank = _params_per_rank(law)
-    to_rank = (lambda x: x / per_rank) if law.x_name_ == "params" else (lambda x: x)
-    exact = to_rank(x_for(law.params_, length, need))
+    to_rank = (lambda x: x / per_rank) if law.x == "params" else (lambda x: x)
+    exact = to_rank(law.form_.x_for(law.params_, length, need))
     # The smallest integer rank strictly past the boundary, so its loss is below the target.
     rank = max(1, math.floor(exact) + 1)
-    draws = [to_rank(x_for(d, length, need)) for d in law.draws_]
+    draws = [to_rank(law.form_.x_for(d, length, need)) for d in law.draws_]
     interval = _percentiles(draws)
     plan = Plan(
         rank=float(rank), length=float(length), initial_loss=start,
@@ -125,13 +128,13 @@ def plan_length(
 
     def solve(params) -> float:
         if initial_loss is not None:
-            return length_at(params, x, initial_loss - target_loss)
+            return law.form_.length_at(params, x, initial_loss - target_loss)
         # The initial loss itself depends (weakly) on ℓ: iterate to the fixed point.
-        length = length_at(params, x, _initial_loss(law, None, ratio) - target_loss)
+        length = law.form_.length_at(params, x, _initial_loss(law, None, ratio) - target_loss)
         for _ in range(50):
             if not math.isfinite(length):
                 break
-            updated = length_at(params, x, _initial_loss(law, length, ratio) - target_loss)
+            updated = law.form_.length_at(params, x, _initial_loss(law, length, ratio) - target_loss)
             if abs(updated - length) <= 1e-9 * length:
                 break
             length = updated
@@ -162,7 +165,7 @@ def _params_per_rank(law: MemoryLaw) -> float | None:
 
 
 def _to_x(law: MemoryLaw, rank: float) -> float:
-    if law.x_name_ != "params":
+    if law.x != "params":
         return rank
     per_rank = _params_per_rank(law)
     if per_rank is None:
@@ -198,7 +201,7 @@ def _extrapolation(law: MemoryLaw, *, rank: float, length: float, ratio: float |
     grid = getattr(law, "grid_", None) or {}
     warnings = []
     ranks = grid.get("x", [])
-    if law.x_name_ == "params" and ranks and _params_per_rank(law):
+    if law.x == "params" and ranks and _params_per_rank(law):
         ranks = [x / _params_per_rank(law) for x in ranks]
     for name, value, fitted in (("rank", rank, ranks), ("length", length, grid.get("length", []))):
         if fitted and not (min(fitted) <= value <= max(fitted)):

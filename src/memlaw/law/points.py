@@ -57,7 +57,9 @@ class LawPoints:
         if self.initial_loss is not None:
             ratios = [None] * len(self.length) if self.ratio is None else self.ratio.tolist()
             groups: dict[tuple, list[float]] = defaultdict(list)
-            for key, loss in zip(zip(ratios, self.length.tolist()), self.initial_loss.tolist(), strict=True):
+            for key, loss in zip(
+                zip(ratios, self.length.tolist(), strict=True), self.initial_loss.tolist(), strict=True
+            ):
                 groups[key].append(loss)
             reference["initial_loss"] = [
                 {"ratio": ratio, "length": length, "initial_loss": float(np.mean(losses))}
@@ -78,7 +80,8 @@ def load_points(source: str | Path) -> LawPoints:
         return _from_csv(path)
     from memlaw.sweep.store import ResultsStore
 
-    return _from_rows(ResultsStore(path).rows({"status": "done"}), path)
+    with ResultsStore(path) as store:
+        return _from_rows(store.rows({"status": "done"}), path)
 
 
 def _from_rows(rows: list[dict[str, Any]], path: Path) -> LawPoints:

@@ -15,23 +15,22 @@ from memlaw.law.points import LawPoints
 
 
 def describe_fit(law: MemoryLaw, points: LawPoints) -> list[str]:
-    options = {"form": law.form, "loss": law.loss, "saturation_loss": law.saturation_loss, "seed": law.seed}
-    heldout = heldout_error(points, **options)
+    heldout = heldout_error(points, law)
     lines = [
         (
             f"{law.n_points_} points fitted, {law.n_excluded_} excluded as saturated "
             f"(final loss < {law.saturation_loss:.4g})"
         ),
-        "ΔL = C · r^α · ℓ^(−β) + b",
+        law.formula(),
     ]
-    for name, value in zip(("C", "alpha", "beta", "b"), law.params_, strict=True):
+    for name, value in law.constants_.items():
         low, high = law.ci_.get(name, (float("nan"), float("nan")))
         lines.append(f"  {name:5s} = {value!r}   95% CI [{low:.6g}, {high:.6g}]")
     held = "n/a" if heldout is None else f"{heldout:.4g}"
     lines.append(f"R² = {law.r2_:.5f}, RMSE = {law.rmse_:.4g} nats, held-out RMSE (largest rank / longest ℓ) = {held}")
     lines.append("alternatives on the same points (held-out RMSE, lower is better):")
     scored = []
-    for row in compare_forms(points, bootstrap=0, seed=law.seed):
+    for row in compare_forms(points, law.clone(bootstrap=0)):
         if "error" in row:
             lines.append(f"  {row['name']:36s} not fitted: {row['error']}")
             continue

@@ -14,7 +14,6 @@ from memlaw.law.fit import MemoryLaw
 from memlaw.law.plan import plan_rank
 from memlaw.law.points import LawPoints
 from memlaw.law.summary import describe_fit
-from memlaw.report.plots import delta_vs_length, predicted_vs_measured, recall_heatmap
 
 FIGURES = {
     "predicted_vs_measured": "Predicted vs measured ΔL",
@@ -37,6 +36,8 @@ def write_report(
         raise MemlawInputError(f"{target} already exists and is not empty: remove it or choose another --out")
 
     def fill(folder: Path) -> None:
+        from memlaw.report.plots import delta_vs_length, predicted_vs_measured, recall_heatmap  # matplotlib
+
         (folder / "law.json").write_text(json.dumps(law.to_dict(), indent=2) + "\n", encoding="utf-8")
         rows = _rows(law, points)
         _write_cells(folder / "cells.csv", rows)
@@ -100,6 +101,7 @@ def _summary(law: MemoryLaw, points: LawPoints, rows: list[dict], plan_length: f
         parts.append(
             f"| {row['rank']:g} | {row['length']:g} | {show(row['ratio'], 'g')} | {show(row['initial_loss'], '.3f')} "
             f"| {show(row['final_loss'], '.3f')}{mark} | {row['delta_loss']:.3f} | {row['predicted_delta_loss']:.3f} "
-            f"| {show(row['bits_per_param'], '.3g')} | {show(row['exact_match'], '.2f')} | {show(row['certified'], 'g')} |"
+            f"| {show(row['bits_per_param'], '.3g')} | {show(row['exact_match'], '.2f')} "
+            f"| {show(row['certified'], 'g')} |"
         )
     return "\n".join(parts) + "\n"

@@ -1,14 +1,17 @@
-"""The law's three figures: predicted vs measured ΔL, ΔL vs ℓ per rank, recall over (r, ℓ)."""
+"""The law's three figures: predicted vs measured ΔL, ΔL vs ℓ per rank, recall over (r, ℓ).
+
+Figures are built with matplotlib's object API (``Figure``), not pyplot: nothing here selects
+a backend or touches pyplot's global state, so a caller's own plotting is left as it was.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on servers and CI
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import FormatStrFormatter
 
 from memlaw.law.fit import MemoryLaw
@@ -31,7 +34,8 @@ def predicted_vs_measured(law: MemoryLaw, points: LawPoints, path: Path) -> None
         points.delta_loss,
         points.saturated(law.saturation_loss),
     )
-    figure, axes = plt.subplots(figsize=(5, 5))
+    figure = Figure(figsize=(5, 5))
+    axes = figure.subplots()
     for k, ratio in enumerate(_ratios(points)):
         pick = _of_ratio(points, ratio)
         label = "" if ratio is None else f"ρ = {ratio:g}"
@@ -49,8 +53,7 @@ def predicted_vs_measured(law: MemoryLaw, points: LawPoints, path: Path) -> None
     axes.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high))
     axes.set(xlabel="predicted ΔL (nats/token)", ylabel="measured ΔL (nats/token)")
     axes.set_title(
-        f"ΔL = {law.C_:.3g} · r$^{{{law.alpha_:.3g}}}$ · ℓ$^{{-{law.beta_:.3g}}}$ {law.b_:+.3g}\n"
-        f"R² = {law.r2_:.3f} on {law.n_points_} unsaturated points",
+        f"{law.formula(fitted=True)}\nR² = {law.r2_:.3f} on {law.n_points_} unsaturated points",
         fontsize=9,
     )
     _plain_log_ticks(axes)
@@ -59,14 +62,15 @@ def predicted_vs_measured(law: MemoryLaw, points: LawPoints, path: Path) -> None
 
 
 def delta_vs_length(law: MemoryLaw, points: LawPoints, path: Path) -> None:
-    figure, axes = plt.subplots(figsize=(6, 4.5))
-    colours = plt.get_cmap("viridis")
+    figure = Figure(figsize=(6, 4.5))
+    axes = figure.subplots()
+    colours = colormaps["viridis"]
     ranks = sorted(set(points.rank.tolist()))
     curve = np.geomspace(points.length.min() / 1.2, points.length.max() * 1.2, 100)
     saturated = points.saturated(law.saturation_loss)
     for i, rank in enumerate(ranks):
         colour = colours(i / max(1, len(ranks) - 1))
-        x = rank * (points.params / points.rank)[0] if law.x_name_ == "params" else rank
+        x = rank * (points.params / points.rank)[0] if law.x == "params" else rank
         axes.plot(curve, law.predict(x, curve), color=colour, linewidth=1)
         for k, ratio in enumerate(_ratios(points)):
             pick = (points.rank == rank) & _of_ratio(points, ratio)
@@ -99,7 +103,8 @@ def recall_heatmap(points: LawPoints, path: Path) -> None:
     ratios = _ratios(points)
     ranks, lengths = sorted(set(points.rank.tolist())), sorted(set(points.length.tolist()))
     final = points.final_loss if points.final_loss is not None else np.full(len(points.rank), np.nan)
-    figure, panels = plt.subplots(1, len(ratios), figsize=(4.2 * len(ratios), 3.8), squeeze=False)
+    figure = Figure(figsize=(4.2 * len(ratios), 3.8))
+    panels = figure.subplots(1, len(ratios), squeeze=False)
     for panel, ratio in zip(panels[0], ratios, strict=True):
         grid = np.full((len(ranks), len(lengths)), np.nan)
         for i in np.flatnonzero(_of_ratio(points, ratio)):
@@ -110,9 +115,7 @@ def recall_heatmap(points: LawPoints, path: Path) -> None:
                 panel.text(column, row, f"{points.exact_match[i]:.2f}", ha="center", va="center", fontsize=8,
                            color="white" if dark else "black")  # fmt: skip
             if points.certified is not None and points.certified[i] == 1:
-                panel.add_patch(
-                    plt.Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2)
-                )
+                panel.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
         image = panel.imshow(grid, origin="lower", cmap="magma_r", aspect="auto")
         panel.set_xticks(range(len(lengths)), [f"{n:g}" for n in lengths])
         panel.set_yticks(range(len(ranks)), [f"{r:g}" for r in ranks])
@@ -129,7 +132,6 @@ def _plain_log_ticks(axes) -> None:
         axis.set_minor_formatter(FormatStrFormatter("%g"))
 
 
-def _save(figure, path: Path) -> None:
+def _save(figure: Figure, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
