@@ -65,13 +65,13 @@ def main() -> None:
     loss = MemFTLoss(threshold=0.5, fallback="sft")
     training = TrainingArguments(
         output_dir=args.out, per_device_train_batch_size=2, gradient_accumulation_steps=2, max_steps=args.steps,
-        learning_rate=1e-2, lr_scheduler_type="linear", logging_steps=args.log_every, report_to="none", save_strategy="no",
-        remove_unused_columns=False, use_cpu=not torch.cuda.is_available(),
+        learning_rate=1e-2, lr_scheduler_type="linear", logging_steps=args.log_every, report_to="none",
+        save_strategy="no", remove_unused_columns=False, use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
     trainer = MemFTTrainer(
         model=model, args=training, train_dataset=examples(loaded.tokenizer, args.items),
         data_collator=lambda rows: collate(rows, loaded.tokenizer.pad_token_id),
-        compute_loss_func=loss, callbacks=[MemFTCallback(loss)],
+        memft_loss=loss, callbacks=[MemFTCallback(loss)],
     )  # fmt: skip
     trainer.train()
     model.save_pretrained(args.out)

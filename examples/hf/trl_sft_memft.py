@@ -4,9 +4,10 @@
     python examples/hf/trl_sft_memft.py                      # the default model (SmolLM2-135M-Instruct)
     python examples/hf/trl_sft_memft.py --model PATH --steps 5
 
-``memft_trainer(SFTTrainer)`` adds MemFT's global normalisation to TRL's trainer. TRL 1.x marks
-``compute_loss_func`` as deprecated (it still works, with one extra no-grad forward per step
-for TRL's own metrics).
+``memft_trainer(SFTTrainer)`` adds MemFT's global normalisation to TRL's trainer; the loss is
+given as ``memft_loss=`` (TRL 1.x deprecates ``compute_loss_func``, which costs an extra forward
+per step). TRL's own entropy and token-accuracy metrics are not logged with it;
+``MemFTCallback`` logs MemFT's.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def main() -> None:
     trainer = memft_trainer(SFTTrainer)(
         model=loaded.model, args=config, train_dataset=Dataset.from_list(rows), processing_class=loaded.tokenizer,
         peft_config=LoraConfig(r=8, lora_alpha=8, target_modules=["down_proj"], layers_to_transform=[layer]),
-        compute_loss_func=loss, callbacks=[MemFTCallback(loss)],
+        memft_loss=loss, callbacks=[MemFTCallback(loss)],
     )  # fmt: skip
     trainer.train()
     trainer.model.save_pretrained(args.out)

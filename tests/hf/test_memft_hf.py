@@ -1,6 +1,7 @@
 """MemFT inside transformers.Trainer and TRL's SFTTrainer, on a tiny Llama with a PEFT LoRA."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -143,12 +144,20 @@ def test_trl_sft_trainer_trains_with_the_memft_loss(tmp_path, tokenizer):
         learning_rate=1e-2, report_to="none", disable_tqdm=True, save_strategy="no", use_cpu=True, logging_steps=1,
         max_length=64,
     )  # fmt: skip
-    trainer = memft_trainer(trl.SFTTrainer)(
-        model=model, args=args, train_dataset=HFDataset.from_list(rows), processing_class=tokenizer,
-        compute_loss_func=loss, callbacks=[capture, MemFTCallback(loss)],
-    )  # fmt: skip
-    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    trainer.train()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = memft_trainer(trl.SFTTrainer)(
+            model=model, args=args, train_dataset=HFDataset.from_list(rows), processing_class=tokenizer,
+            memft_loss=loss, callbacks=[capture, MemFTCallback(loss)],
+        )  # fmt: skip
+        before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        forwards = []
+        hook = model.get_base_model().model.register_forward_hook(lambda *_: forwards.append(1))
+        trainer.train()
+        hook.remove()
+    assert not [w for w in caught if "compute_loss_func" in str(w.message)], "TRL's deprecation warning was raised"
+    # 2 optimizer steps × 2 micro-batches: one clean pre-pass forward and one training forward each, no more
+    assert len(forwards) == 2 * 2 * 2
     assert capture.grads is not None and any(g.abs().sum() > 0 for g in capture.grads.values())
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if p.requires_grad)
     shares = [

@@ -1,4 +1,4 @@
-"""Hugging Face integration: MemFT as a ``compute_loss_func``, its trainer mixin and callback."""
+"""Hugging Face integration: the MemFT loss, its trainer mixin (``memft_loss=``) and callback."""
 
 from memlaw.hf.loss import MemFTLoss
 from memlaw.hf.trainer import MemFTCallback, MemFTTrainer, MemFTTrainerMixin, memft_trainer

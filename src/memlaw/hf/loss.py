@@ -55,11 +55,12 @@ class MemFTLoss:
     # -- the pre-pass (called by MemFTTrainer for each optimizer step) -------------------------
     @torch.no_grad()
     def prepare(self, model: torch.nn.Module, batches: list[dict]) -> torch.Tensor:
-        """Clean masks of ``batches``; returns the local count of tokens below the threshold."""
+        """Clean masks of ``batches``; returns the local counts of tokens below the threshold and
+        of all supervised tokens (the ``sft`` fallback's denominator)."""
         was_training = model.training
         model.eval()
         self._masks.clear()
-        active = 0
+        active, supervised = 0, 0
         try:
             for batch in batches:
                 inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -69,9 +70,10 @@ class MemFTLoss:
                 mask = threshold_mask(tokens, self.objective.threshold, "skip")
                 self._masks[_key(batch["labels"])] = mask
                 active += int(mask.sum())
+                supervised += len(mask)
         finally:
             model.train(was_training)
-        return torch.tensor(active)
+        return torch.tensor([active, supervised])
 
     def fall_back_to_all_tokens(self) -> None:
         """No token is below the threshold anywhere in this step: the ``sft`` fallback's masks."""

@@ -1,10 +1,11 @@
 """``MemFTTrainer``: a Trainer (or TRL SFTTrainer) whose MemFT loss is normalised globally.
 
-The only change is ``get_batch_samples``: after the Trainer collects an optimizer step's
+Two changes. ``get_batch_samples``: after the Trainer collects an optimizer step's
 micro-batches, the MemFT loss runs its clean pre-pass over them, and the global count of
-active tokens replaces ``num_items_in_batch``. Everything the Trainer does with that count
-(no division by the accumulation steps, gathering across processes, scaling for DDP's
-gradient averaging) then applies to the right denominator.
+active tokens replaces ``num_items_in_batch``. ``compute_loss``: one forward per micro-batch,
+the MemFT loss over that count, scaled for DDP's gradient averaging as the Trainer scales its
+own loss. The loss is given as ``memft_loss=``, not as ``compute_loss_func``, which TRL 1.x
+deprecates (it warns and runs a second forward per step for its metrics).
 """
 
 from __future__ import annotations
@@ -16,29 +17,56 @@ from memlaw.hf.loss import MemFTLoss
 
 
 class MemFTTrainerMixin:
+    def __init__(self, *args, memft_loss: MemFTLoss | None = None, **kwargs):
+        if memft_loss is None and isinstance(kwargs.get("compute_loss_func"), MemFTLoss):
+            memft_loss = kwargs.pop("compute_loss_func")  # the older spelling
+        elif memft_loss is not None and kwargs.get("compute_loss_func") is not None:
+            raise ValueError("pass memft_loss or compute_loss_func, not both")
+        self.memft_loss = memft_loss
+        super().__init__(*args, **kwargs)
+
+    @property
+    def loss_is_scaled_for_ga(self) -> bool | None:
+        """The MemFT loss is divided by the whole step's count: no further division by accumulation."""
+        return True if self.memft_loss is not None else None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.memft_loss is None:
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
+        loss = self.memft_loss(outputs, inputs["labels"], num_items_in_batch=num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            # the count spans every process and DDP averages gradients: the Trainer's own correction
+            loss = loss * self.accelerator.num_processes
+        return (loss, outputs) if return_outputs else loss
+
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
-        loss = self.compute_loss_func
-        if not isinstance(loss, MemFTLoss) or not batches:
+        loss = self.memft_loss
+        if loss is None or not batches:
             return batches, num_items
         if self.args.n_gpu > 1:
             raise ValueError(
                 "MemFTTrainer counts active tokens per process: launch one process per GPU (accelerate/torchrun) "
                 "instead of DataParallel over several GPUs in one process"
             )
-        active = loss.prepare(self.model, [self._prepare_inputs(batch) for batch in batches]).to(device)
+        counts = loss.prepare(self.model, [self._prepare_inputs(batch) for batch in batches]).to(device)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
-            active = self.accelerator.gather(active).sum()  # the same rule as the Trainer's own count
+            counts = self.accelerator.gather(counts).view(-1, 2).sum(0)  # the same rule as the Trainer's own count
+        active, supervised = counts
         if int(active) > 0:
             return batches, active
         if loss.objective.fallback == "sft":
             loss.fall_back_to_all_tokens()
-            return batches, num_items
+            return batches, supervised
         return batches, torch.zeros((), device=device)  # "skip": a zero loss this step
 
 
 def memft_trainer(base: type = Trainer) -> type:
-    """``base`` (``transformers.Trainer``, ``trl.SFTTrainer``, ...) with MemFT's global normalisation."""
+    """``base`` (``transformers.Trainer``, ``trl.SFTTrainer``, ...) with MemFT's global normalisation;
+    pass the loss as ``memft_loss=``."""
     return type(f"MemFT{base.__name__}", (MemFTTrainerMixin, base), {})
 
 
