@@ -29,7 +29,10 @@ demo: $(STAMP)
 	rm -rf $(DEMO)/report
 	$(BIN)/memlaw report --from $(DEMO)/sweep.db --law $(DEMO)/law.json --plan-length 128 --out $(DEMO)/report
 
+# Lint first (ruff's rules are pinned in pyproject.toml), then the suite.
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 clean:

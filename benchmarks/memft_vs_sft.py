@@ -64,10 +64,11 @@ def main() -> None:
                     "seconds": time.perf_counter() - start,
                 })  # fmt: skip
             rows += runs
-            mean = lambda key: statistics.fmean(float(r[key]) for r in runs)
+            mean = lambda key, runs=runs: statistics.fmean(float(r[key]) for r in runs)
             steps = [r["certified_step"] for r in runs if r["certified_step"] is not None]
             print(
-                f"{data:12s} {rank:2d} {length:4d} {method:9s} {mean('exact_match'):6.2f} {mean('token_accuracy'):7.1%} "
+                f"{data:12s} {rank:2d} {length:4d} {method:9s} {mean('exact_match'):6.2f} "
+                f"{mean('token_accuracy'):7.1%} "
                 f"{mean('frac_above_half'):6.1%} {sum(r['certified'] for r in runs):>4d}/{len(runs):<4d} "
                 f"{statistics.median(steps) if steps else '-':>9} {mean('final_loss'):8.4f} {mean('seconds'):5.0f}"
             )
