@@ -10,14 +10,8 @@ if TYPE_CHECKING:
     from memlaw.law import MemoryLaw
     from memlaw.probe import ProbeConfig, ProbeResult, run_probe, run_probes
 
-_EXPORTS = {
-    "MemoryLaw": "memlaw.law",
-    "ProbeConfig": "memlaw.probe.config",
-    "ProbeResult": "memlaw.probe.result",
-    "run_probe": "memlaw.probe.run",
-    "run_probes": "memlaw.probe.run",
-}
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+_PROBE = ("ProbeConfig", "ProbeResult", "run_probe", "run_probes")  # memlaw.probe resolves them lazily in turn
+__getattr__, __dir__ = lazy_exports(__name__, {"MemoryLaw": "memlaw.law", **dict.fromkeys(_PROBE, "memlaw.probe")})
 __all__ = [
     "MemlawInputError",
     "MemoryLaw",

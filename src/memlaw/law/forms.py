@@ -28,7 +28,7 @@ class PowerLaw:
         show = (lambda name, symbol: format(values[name], ".4g")) if values else (lambda name, symbol: symbol)
         text = f"ΔL = {show('C', 'C')} · {x_symbol}^{show('alpha', 'α')} · ℓ^(−{show('beta', 'β')})"
         if "b" in self.params:
-            text += f" {values['b']:+.4g}" if values else " + b"
+            text += (f" {'+' if values['b'] >= 0 else '−'} {abs(values['b']):.4g}") if values else " + b"
         return text
 
     def curve(self, p, x, length) -> np.ndarray:
