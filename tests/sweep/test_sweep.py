@@ -220,3 +220,12 @@ def test_a_store_from_before_the_worker_column_gains_it(tiny_dir, tmp_path):
     run_sweep(load_sweep(config), ResultsStore(db))
     (row,) = ResultsStore(db).rows()
     assert row["worker"].endswith(f":{os.getpid()}")
+
+
+def test_cell_keys_are_stable_across_versions():
+    """Keys computed by memlaw 0.1.0's first store: a changed key would orphan every stored cell."""
+    from memlaw.probe import ProbeConfig
+
+    assert cell_key(ProbeConfig(data="longcontext", length=32, rank=4)) == "edc825c61b06db812cf2"
+    skip = ProbeConfig(data="phonebook", length=20, rank=2, method="memft-ot", method_options={"fallback": "skip"})
+    assert cell_key(skip) == cell_key(replace(skip, device="cpu")) == "45289cc2194b96146f82"

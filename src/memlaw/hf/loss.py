@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from memlaw.measure.teacher_forced import TokenLosses
 from memlaw.training.memft import OnlyThreshold, loss_threshold, threshold_mask
+from memlaw.training.objectives import copy_losses
 
 IGNORE = -100
 
@@ -84,16 +85,14 @@ class MemFTLoss:
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
         tokens = shifted_token_losses(logits, labels)
         prepared = self._masks.pop(_key(labels), None)
-        if prepared is not None:
-            weights, count = prepared.to(tokens.losses.dtype), num_items_in_batch
-        else:
-            weights = self.objective.weights(tokens).to(tokens.losses.dtype)
-            count = num_items_in_batch if num_items_in_batch is not None else weights.sum()
+        weights = (prepared if prepared is not None else self.objective.weights(tokens)).to(tokens.losses.dtype)
         if torch.is_grad_enabled() and logits.requires_grad:
             self._record(tokens)
-        count = torch.as_tensor(count, device=tokens.losses.device, dtype=tokens.losses.dtype)
-        total = (weights * tokens.losses).sum()
-        return torch.where(count > 0, total / count.clamp_min(1), total * 0)
+        # the step's global count when the Trainer gives one, else this batch's own weights
+        count = None
+        if num_items_in_batch is not None:
+            count = torch.as_tensor(num_items_in_batch, device=tokens.losses.device, dtype=tokens.losses.dtype)
+        return copy_losses(tokens.losses, weights, tokens.copy, 1, denominator=count)[0]
 
     # -- statistics for MemFTCallback -----------------------------------------------------------
     def reset_stats(self) -> None:

@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from memlaw.config import settings_where
 from memlaw.errors import MemlawInputError
+from memlaw.probe.config import ProbeConfig
 
-#: Provenance kept with a fitted law: what the points were measured with.
-PROVENANCE = ("model", "placement", "data", "method", "epochs", "steps", "lr", "batch_size", "init", "dropout")
+#: Provenance kept with a fitted law: the settings the points were measured with.
+PROVENANCE = settings_where(ProbeConfig, provenance=True)
 
 
 @dataclass

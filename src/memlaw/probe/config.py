@@ -8,7 +8,7 @@ validation that needs the placements or objectives imports them when a config is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from memlaw.config import setting
@@ -139,18 +139,7 @@ class ProbeConfig:
         """The optimisation settings as the trainer takes them (``TrainConfig``)."""
         from memlaw.training.trainer import TrainConfig
 
-        return TrainConfig(
-            lr=self.lr,
-            epochs=self.epochs,
-            steps=self.steps,
-            batch_size=self.batch_size,
-            max_grad_norm=self.max_grad_norm,
-            weight_decay=self.weight_decay,
-            seed=self.seed,
-            check_every=self.check_every,
-            stop_when_certified=self.stop_when_certified,
-            autocast=self.autocast,
-        )
+        return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
 
     def placement_config(self):
         """The configured placement's own config, checked (``BypassConfig``, ``PeftLoraConfig``, ...)."""

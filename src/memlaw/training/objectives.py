@@ -44,10 +44,20 @@ class SFT(Objective):
         return torch.ones_like(tokens.losses)
 
 
-def copy_losses(losses: torch.Tensor, weights: torch.Tensor, copy: torch.Tensor, copies: int) -> torch.Tensor:
+def copy_losses(
+    losses: torch.Tensor,
+    weights: torch.Tensor,
+    copy: torch.Tensor,
+    copies: int,
+    denominator: torch.Tensor | None = None,
+) -> torch.Tensor:
     """sum(w * l) / sum(w) over each adapter copy's own tokens, as a vector (no device sync).
 
-    A copy whose weights are all zero gets zero, still attached to the graph (no update)."""
+    ``denominator`` replaces sum(w) per copy where the normalisation spans more than this batch
+    (a Trainer's count over all micro-batches and processes). A copy whose denominator is zero
+    gets zero, still attached to the graph (no update)."""
     numerator = losses.new_zeros(copies).index_add(0, copy, weights * losses)
-    denominator = losses.new_zeros(copies).index_add(0, copy, weights)
+    if denominator is None:
+        denominator = losses.new_zeros(copies).index_add(0, copy, weights)
+    denominator = denominator.reshape(copies)
     return torch.where(denominator > 0, numerator / denominator.clamp_min(1e-30), numerator * 0)
