@@ -4,6 +4,7 @@ fit, plan, results) never pay for torch, transformers or peft unless they touch 
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,6 @@ def lazy_exports(package: str, where: dict[str, str]) -> tuple[Callable[[str], A
         return getattr(importlib.import_module(where[name]), name)
 
     def __dir__() -> list[str]:
-        return sorted(where)
+        return sorted(set(vars(sys.modules[package])) | set(where))
 
     return __getattr__, __dir__

@@ -83,8 +83,9 @@ def one_step_gradients(tmp_path, tokenizer, batch, accumulation, trainer_class, 
         report_to="none", disable_tqdm=True, save_strategy="no", use_cpu=True, remove_unused_columns=False,
         logging_steps=1,
     )  # fmt: skip
+    loss_keyword = "memft_loss" if issubclass(trainer_class, MemFTTrainer) else "compute_loss_func"
     trainer = trainer_class(
-        model=model, args=args, train_dataset=data, data_collator=collate, compute_loss_func=loss,
+        model=model, args=args, train_dataset=data, data_collator=collate, **{loss_keyword: loss},
         callbacks=[capture, MemFTCallback(loss)],
     )  # fmt: skip
     trainer.train()
@@ -166,3 +167,9 @@ def test_trl_sft_trainer_trains_with_the_memft_loss(tmp_path, tokenizer):
         if "memft/sub_threshold_share" in entry
     ]
     assert len(shares) == 2 and all(0 < share <= 1 for share in shares)
+
+
+def test_the_memft_trainer_refuses_the_loss_as_compute_loss_func(tmp_path, tokenizer):
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    with pytest.raises(ValueError, match="memft_loss="):
+        MemFTTrainer(model=lora_model(tokenizer), args=args, compute_loss_func=MemFTLoss())

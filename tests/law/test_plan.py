@@ -87,3 +87,14 @@ def test_a_law_in_trainable_parameters_plans_in_rank():
     by_params = MemoryLaw(bootstrap=0, x="params").fit_points(data)
     assert plan_rank(by_params, 300).rank == plan_rank(by_rank, 300).rank
     assert plan_length(by_params, 4).length == pytest.approx(plan_length(by_rank, 4).length, rel=1e-3)
+
+
+def test_a_no_offset_law_saved_before_forms_were_objects_still_plans():
+    """Older law files kept b = 0 and four-column bootstrap draws for every form."""
+    law = MemoryLaw(form="no_offset", bootstrap=30).fit_points(points())
+    saved = law.to_dict()
+    saved["b"] = 0.0
+    saved["bootstrap_draws"] = [[*draw, 0.0] for draw in saved["bootstrap_draws"]]
+    old = MemoryLaw.from_dict(json.loads(json.dumps(saved)))
+    assert np.array_equal(old.draws_, law.draws_)
+    assert plan_rank(old, 300, ratio=1.0).interval == plan_rank(law, 300, ratio=1.0).interval

@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 import yaml
 
+from memlaw.errors import MemlawInputError
 from memlaw.sweep import ResultsStore, cell_key, load_sweep, run_sweep
 
 
@@ -211,15 +212,19 @@ def test_workers_on_the_command_line_run_cells_in_that_many_processes(tiny_dir, 
     assert not any(w.endswith(f":{os.getpid()}") for w in workers), "cells ran in the driver, not in workers"
 
 
-def test_a_store_from_before_the_worker_column_gains_it(tiny_dir, tmp_path):
+def test_a_store_from_before_a_column_existed_gains_it_filled_from_each_config(tiny_dir, tmp_path):
     db = tmp_path / "old.db"
-    store = ResultsStore(db)
-    store.db.execute("ALTER TABLE cells DROP COLUMN worker")
-    store.close()
-    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"length": [8]}, epochs=1)
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"length": [8]}, epochs=1, lr=0.03)
     run_sweep(load_sweep(config), ResultsStore(db))
-    (row,) = ResultsStore(db).rows()
-    assert row["worker"].endswith(f":{os.getpid()}")
+    with ResultsStore(db) as store:  # as a store from before the worker and lr columns
+        store.db.execute("ALTER TABLE cells DROP COLUMN worker")
+        store.db.execute("ALTER TABLE cells DROP COLUMN lr")
+    (row,) = ResultsStore(db).rows({"lr": "0.03"})
+    assert row["lr"] == 0.03 and row["worker"] is None  # settings come back from the config; who ran it is unknown
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"length": [8, 10]}, epochs=1, lr=0.03)
+    run_sweep(load_sweep(config), ResultsStore(db))
+    new = ResultsStore(db).rows({"length": "10"})[0]
+    assert new["worker"].endswith(f":{os.getpid()}")
 
 
 def test_cell_keys_are_stable_across_versions():
@@ -229,3 +234,18 @@ def test_cell_keys_are_stable_across_versions():
     assert cell_key(ProbeConfig(data="longcontext", length=32, rank=4)) == "edc825c61b06db812cf2"
     skip = ProbeConfig(data="phonebook", length=20, rank=2, method="memft-ot", method_options={"fallback": "skip"})
     assert cell_key(skip) == cell_key(replace(skip, device="cpu")) == "45289cc2194b96146f82"
+
+
+def test_every_probe_setting_is_declared_with_its_help_and_roles():
+    from dataclasses import fields
+
+    from memlaw.probe import ProbeConfig
+
+    for f in fields(ProbeConfig):
+        assert f.metadata.get("help") and "key" in f.metadata, f"{f.name}: declare it with memlaw.config.setting(...)"
+
+
+def test_workers_belong_to_the_local_backend(tiny_dir, tmp_path):
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"length": [8]}, epochs=1)
+    with pytest.raises(MemlawInputError, match="--workers is for the local backend"):
+        run_sweep(load_sweep(config), ResultsStore(tmp_path / "r.db"), backend="ray", workers=2)

@@ -1,14 +1,15 @@
-"""MemFT as a Hugging Face ``compute_loss_func``, normalised over the *global* active tokens.
+"""MemFT as a Hugging Face Trainer loss, normalised over the *global* active tokens.
 
 OT's loss is the mean over the tokens still below the threshold. Under gradient accumulation
 and data parallelism that mean must run over every micro-batch of the optimizer step on every
 process, which no single micro-batch knows. ``MemFTTrainer`` (``memft_trainer``) therefore
 runs one clean no-grad forward over the step's micro-batches first (about a third of a
 training step's cost): it fixes each token's mask from clean probabilities (no dropout noise)
-and hands the global count to the Trainer as ``num_items_in_batch``, which the Trainer already
-passes to the loss, gathers across processes and scales for. Used in a plain ``Trainer``
-(without that pre-pass) the loss masks from the training forward itself and divides by the
-Trainer's global count of supervised tokens: the same direction per step, a smaller scale.
+and hands the global count, gathered across processes, to the loss as ``num_items_in_batch``;
+the trainer computes the loss itself and scales it for DDP's gradient averaging. As a plain
+``Trainer``'s ``compute_loss_func`` (without that pre-pass) the loss masks from the training
+forward itself and divides by the Trainer's global count of supervised tokens: the same
+direction per step, a smaller scale.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def _key(labels: torch.Tensor) -> str:
 
 
 class MemFTLoss:
-    """``compute_loss_func`` for ``transformers.Trainer`` and TRL's ``SFTTrainer``: MemFT-OT.
+    """MemFT-OT for ``MemFTTrainer`` / ``memft_trainer(trl.SFTTrainer)`` (``memft_loss=``), or as a
+    plain ``Trainer``'s ``compute_loss_func``.
 
     ``threshold`` and ``fallback`` are those of ``memft-ot`` (memlaw.training.memft). The
     fallback applies to the whole optimizer step: ``sft`` trains every token when none is

@@ -18,12 +18,13 @@ from memlaw.hf.loss import MemFTLoss
 
 class MemFTTrainerMixin:
     def __init__(self, *args, memft_loss: MemFTLoss | None = None, **kwargs):
-        if memft_loss is None and isinstance(kwargs.get("compute_loss_func"), MemFTLoss):
-            memft_loss = kwargs.pop("compute_loss_func")  # the older spelling
-        elif memft_loss is not None and kwargs.get("compute_loss_func") is not None:
-            raise ValueError("pass memft_loss or compute_loss_func, not both")
+        if isinstance(kwargs.get("compute_loss_func"), MemFTLoss):
+            # as compute_loss_func it would train without the step-wide normalisation, silently
+            raise ValueError("give the MemFT loss to this trainer as memft_loss=, not compute_loss_func=")
         self.memft_loss = memft_loss
         super().__init__(*args, **kwargs)
+        if memft_loss is not None and getattr(self, "aux_loss_enabled", False):
+            raise ValueError("MemFTTrainer does not add a mixture-of-experts router loss: set router_aux_loss_coef=0")
 
     @property
     def loss_is_scaled_for_ga(self) -> bool | None:

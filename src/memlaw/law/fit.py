@@ -203,5 +203,9 @@ class MemoryLaw:
         law.grid_ = values["grid"]
         law.provenance_ = values["provenance"]
         law.reference_ = values.get("reference", {})
-        law.draws_ = np.array(values.get("bootstrap_draws", []), dtype=np.float64).reshape(-1, len(form.params))
+        draws = np.array(values.get("bootstrap_draws", []), dtype=np.float64)
+        # laws saved before forms were objects kept a zero b column for every form
+        law.draws_ = (
+            draws.reshape(len(draws), -1)[:, : len(form.params)] if draws.size else np.empty((0, len(form.params)))
+        )
         return law

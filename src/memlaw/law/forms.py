@@ -51,6 +51,10 @@ class PowerLaw:
             return float("inf")
         return float((c * x**alpha / (need - self._offset(p))) ** (1 / beta))
 
+    def design(self, feature: np.ndarray) -> np.ndarray:
+        """Columns of the linear part for fixed exponents: C's feature, and b's constant."""
+        return np.column_stack([feature, np.ones_like(feature)])
+
     def start(self, x: np.ndarray, length: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """Constants minimising the squared error over the exponent grid; for fixed (α, β) the
         law is linear in C (and b), which come in closed form."""
@@ -59,7 +63,7 @@ class PowerLaw:
         for alpha in EXPONENT_GRID:
             for beta in EXPONENT_GRID:
                 feature = np.exp(alpha * log_x - beta * log_l)
-                design = np.column_stack([feature, np.ones_like(feature)])[:, : len(self.params) - 2]
+                design = self.design(feature)
                 coef, *_ = np.linalg.lstsq(design, delta, rcond=None)
                 sse = float(np.sum((design @ coef - delta) ** 2))
                 if sse < best_sse:
@@ -77,6 +81,9 @@ class PowerLawNoOffset(PowerLaw):
 
     def _offset(self, p) -> float:
         return 0.0
+
+    def design(self, feature: np.ndarray) -> np.ndarray:
+        return feature[:, None]
 
 
 FORMS: dict[str, PowerLaw] = {form.name: form for form in (PowerLaw(), PowerLawNoOffset())}

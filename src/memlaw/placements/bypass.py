@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,8 @@ class BypassAdapter(ResidualAdapter):
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """dropout(x_j · A_j · B_j) for each copy j's block of rows, in float32 whatever the model's dtype."""
+        if self.copies == 1:  # no padding or stacking to pay for
+            return self.dropout((x.to(self.lora_A[0].dtype) @ self.lora_A[0]) @ self.lora_B[0])
         a = torch.stack([F.pad(a, (0, self.width - a.shape[1])) for a in self.lora_A])  # (K, d, r_max)
         b = torch.stack([F.pad(b, (0, 0, 0, self.width - b.shape[0])) for b in self.lora_B])  # (K, r_max, d)
         blocks = x.reshape(self.copies, -1, x.shape[-1]).to(a.dtype)  # block j: copy j's rows
@@ -155,7 +157,7 @@ def load_bypass(model: PreTrainedModel, directory: str | Path, saved: dict[str, 
             f"adapter in {directory} was trained for hidden size {saved['hidden_size']}, "
             f"this model has {model.config.hidden_size}"
         )
-    adapter = BypassConfig(**{k: saved[k] for k in ("rank", "layer", "init", "dropout")}).attach(model)
+    adapter = BypassConfig(**{f.name: saved[f.name] for f in fields(BypassConfig)}).attach(model)
     tensors = load_file(Path(directory) / WEIGHTS_FILE, device=str(model.device))
     with torch.no_grad():
         adapter.lora_A[0].copy_(tensors["lora_A"])

@@ -8,7 +8,7 @@ validation that needs the placements or objectives imports them when a config is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from memlaw.config import setting
@@ -145,7 +145,4 @@ class ProbeConfig:
         """The configured placement's own config, checked (``BypassConfig``, ``PeftLoraConfig``, ...)."""
         from memlaw.placements import PLACEMENTS
 
-        return PLACEMENTS[self.placement].configure(
-            rank=self.rank, layer=self.layer, init=self.init, dropout=self.dropout,
-            target_modules=self.target_modules, lora_alpha=self.lora_alpha,
-        )  # fmt: skip
+        return PLACEMENTS[self.placement].configure(**asdict(self))

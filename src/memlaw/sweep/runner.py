@@ -62,6 +62,8 @@ def run_sweep(
     """
     if workers < 1:
         raise MemlawInputError(f"--workers must be at least 1, got {workers}")
+    if workers > 1 and backend == "ray":
+        raise MemlawInputError("--workers is for the local backend; Ray schedules its own workers")
     cells = sweep.cells()
     finished = store.finished(include_failed=not retry_failed)
     todo = [c for c in cells if cell_key(c) not in finished]

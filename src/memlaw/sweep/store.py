@@ -92,9 +92,17 @@ class ResultsStore:
                 )
             present = {row[1] for row in self.db.execute("PRAGMA table_info(cells)")}
             for column in (*SETTING_COLUMNS, *RUN_COLUMNS):
-                if column not in present:  # a setting or run column added since the store was made
-                    kind = "NUMERIC" if column in SETTING_COLUMNS else "TEXT"
-                    self.db.execute(f"ALTER TABLE cells ADD COLUMN {column} {kind}")
+                if column in present:
+                    continue
+                # a setting or run column added since the store was made: settings come from each
+                # row's stored config (the declared default where the row predates the setting)
+                kind = "NUMERIC" if column in SETTING_COLUMNS else "TEXT"
+                self.db.execute(f"ALTER TABLE cells ADD COLUMN {column} {kind}")
+                if column in SETTING_COLUMNS:
+                    default = _column_value(next(f.default for f in fields(ProbeConfig) if f.name == column))
+                    self.db.execute(
+                        f"UPDATE cells SET {column} = coalesce(json_extract(config, '$.{column}'), ?)", (default,)
+                    )
 
     def finished(self, *, include_failed: bool = True) -> set[str]:
         """Keys of the cells already stored (done, and failed unless ``include_failed`` is False)."""
