@@ -35,7 +35,7 @@ from memlaw.data import make_batch
 from memlaw.engine.prefix_cache import build_prefix_cache
 from memlaw.models import load_model
 from memlaw.placements import BypassAdapter, BypassConfig
-from memlaw.probe import ProbeConfig, build_data, default_max_copies
+from memlaw.probe import ProbeConfig, build_data, stack_size
 from memlaw.training import SFT, TrainConfig
 from memlaw.training.trainer import train_copies
 
@@ -193,7 +193,8 @@ def main() -> None:
         print(f"  memlaw, {k} cached adapters in turn  {med['one by one']:.3f}")
         print(f"  memlaw, {k} adapters stacked         {med['stacked']:.3f}")
         print(f"speedup per probe: {med['reference'] / med['memlaw']:.2f}x")
-        chosen = "stacked" if default_max_copies(model.device) > 1 else "one by one"
+        size = stack_size(model.device, data, len(data.items))
+        chosen = f"stacks of {size}" if size > 1 else "one by one"
         print(f"speedup per {k}-rank sweep (ranks {RANKS}):")
         print(
             f"  stacked {k * med['reference'] / med['stacked']:.2f}x, cached one by one "

@@ -5,6 +5,8 @@ import torch
 
 from memlaw.data import make_batch
 from memlaw.errors import MemlawInputError
+from memlaw.models import build_tiny_model
+from memlaw.models.loading import bf16_autocast_available
 from memlaw.probe import ProbeConfig, build_data, run_probe
 
 REQUIRED_FIELDS = {
@@ -104,9 +106,9 @@ def test_probe_rejects_bad_settings(tiny):
         ProbeConfig(data="longcontext", length=5, ratio=-0.1)
     with pytest.raises(MemlawInputError, match="rank must be a positive"):
         ProbeConfig(data="longcontext", length=5, rank=0)
-    if not torch.cuda.is_available():
+    if not bf16_autocast_available(torch.device("cpu")):
         with pytest.raises(MemlawInputError, match="autocast"):
-            ProbeConfig(data="longcontext", length=5, autocast=True)
+            ProbeConfig(data="longcontext", length=5, device="cpu", autocast=True)
     with pytest.raises(MemlawInputError, match="beyond the model's context of 2048"):
         run_probe(ProbeConfig(data="longcontext", ratio=0.0, length=2100, rank=1, epochs=1), tiny)
 
@@ -119,3 +121,14 @@ def test_default_model_certifies_64_random_tokens_at_rank_8(default_model, detac
     assert result.placement["layer"] == 20 and result.trainable_params == 2 * 576 * 8
     assert result.initial_loss > 10  # random tokens are near-unpredictable for the base model
     assert result.certified and result.exact_match == 1.0 and result.token_accuracy == 1.0
+
+
+@pytest.mark.skipif(not bf16_autocast_available(torch.device("cpu")), reason="this CPU has no bf16 instructions")
+def test_bf16_autocast_trains_on_a_bf16_cpu_and_measures_in_float32(tokenizer):
+    base = {"data": "longcontext", "length": 16, "rank": 4, "epochs": 60, "lr": 2e-2, "device": "cpu"}
+    exact = run_probe(ProbeConfig(**base), build_tiny_model(tokenizer))
+    low = run_probe(ProbeConfig(**base, autocast=True), build_tiny_model(tokenizer))
+    assert low.initial_loss == exact.initial_loss  # measured in float32, before any training
+    assert low.final_loss < low.initial_loss - 1  # it trains
+    # bf16 steps follow a nearby trajectory, not the same one
+    assert low.final_loss == pytest.approx(exact.final_loss, rel=0.2, abs=0.05) and low.final_loss != exact.final_loss

@@ -49,3 +49,19 @@ def test_trainable_head_takes_the_plain_path():
     losses, _ = head_cross_entropy(head, hidden, torch.randint(0, 20, (4,)))
     losses.sum().backward()
     assert head.weight.grad is not None
+
+
+def test_under_bf16_autocast_the_head_multiplies_in_bf16_and_keeps_float32_outputs():
+    generator = torch.Generator().manual_seed(0)
+    head = nn.Linear(64, 500, bias=False).requires_grad_(False)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(500, 64, generator=generator) / 8)
+    hidden = torch.randn(40, 64, generator=generator, requires_grad=True)
+    targets = torch.randint(0, 500, (40,), generator=generator)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses, _ = head_cross_entropy(head, hidden, targets)
+    losses.sum().backward()
+    expected, _ = plain(head, hidden.detach(), targets, None)
+    assert losses.dtype == torch.float32 and hidden.grad.dtype == torch.float32
+    assert not torch.equal(losses, expected)  # bf16 products, not float32 ones
+    assert torch.allclose(losses, expected, rtol=2e-2, atol=2e-2)

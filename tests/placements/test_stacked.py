@@ -4,7 +4,7 @@ import torch
 from memlaw.measure import evaluate_tokens
 from memlaw.models import build_tiny_model
 from memlaw.placements import load_adapter
-from memlaw.probe import ProbeConfig, build_data, default_max_copies, run_probe, run_probes, stack_groups
+from memlaw.probe import ProbeConfig, build_data, run_probe, run_probes, stack_groups, stack_size
 
 
 @pytest.mark.parametrize(("placement", "cache"), [("bypass", True), ("bypass", False), ("peft", True), ("peft", False)])
@@ -46,9 +46,23 @@ def test_a_stacked_copy_saves_as_a_lone_adapter(tokenizer, tmp_path, placement):
     assert probs.tolist() == pytest.approx(results[1].items[0]["token_probs"], abs=1e-5)
 
 
-def test_stacking_is_for_gpus_by_default():
-    assert default_max_copies(torch.device("cpu")) == 1
-    assert default_max_copies(torch.device("cuda", 0)) == 8
+def test_stack_size_follows_the_tokens_of_a_step(tokenizer):
+    from memlaw.probe.run import CPU_STACK_TOKENS, DEFAULT_GPU_COPIES, MAX_COPIES
+
+    short = build_data(ProbeConfig(data="longcontext", length=16), tokenizer, len(tokenizer))
+    long = build_data(ProbeConfig(data="longcontext", length=CPU_STACK_TOKENS), tokenizer, len(tokenizer))
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert stack_size(cpu, short, 8) == min(MAX_COPIES, CPU_STACK_TOKENS // short.max_sequence_length) > 1
+    assert stack_size(cpu, long, 8) == 1  # one copy's step already past the crossover: one by one
+    assert stack_size(gpu, long, 8) == DEFAULT_GPU_COPIES
+
+
+def test_run_probes_records_the_stack_it_chose(tokenizer):
+    configs = [ProbeConfig(data="longcontext", length=8, rank=r, steps=2) for r in (1, 2, 3)]
+    results = run_probes(configs, build_tiny_model(tokenizer))
+    assert [r.stacked_copies for r in results] == [3, 3, 3]
+    alone = run_probes(configs[:1], build_tiny_model(tokenizer), max_copies=1)
+    assert alone[0].stacked_copies == 1 and alone[0].to_dict()["stacked_copies"] == 1
 
 
 def test_stack_groups():

@@ -1,4 +1,12 @@
-"""Batched greedy decoding from each item's prompt, as long as its answer."""
+"""Batched greedy decoding from each item's prompt, as long as its answer.
+
+Greedy decoding agrees with teacher forcing up to the first answer position whose
+teacher-forced argmax is wrong: until then its prefix *is* the answer, so it picks the same
+argmax. ``greedy_answers`` therefore takes, per copy and item, the position to start from (the
+first teacher-forced error, or the answer's length when there is none), copies the answer up
+to there and decodes only the rest. A memorised item costs no decoding at all; at ℓ = 128 full
+decoding costs as much as about 20 training steps (benchmarks/small_probes.py).
+"""
 
 from __future__ import annotations
 
@@ -10,33 +18,44 @@ from memlaw.data.encoding import EncodedData
 
 @torch.inference_mode()
 def greedy_answers(
-    model: PreTrainedModel, data: EncodedData, *, pad_id: int, batch_size: int = 32, copies: int = 1
+    model: PreTrainedModel,
+    data: EncodedData,
+    *,
+    pad_id: int,
+    batch_size: int = 32,
+    copies: int = 1,
+    starts: list[list[int]] | None = None,
 ) -> list[list[list[int]]]:
     """For every adapter copy and item, the first len(answer) tokens greedy decoding produces.
 
-    Decoding never stops at EOS: an early EOS is itself an error at that position, and the
-    comparison needs a token for every answer position. With K stacked copies each batch
-    holds the same items K times, one block per copy.
+    ``starts[j][i]``: the answer position from which copy j must really decode item i (default
+    0: everything); the answer stands before it. Decoding never stops at EOS: an early EOS is
+    itself an error at that position, and the comparison needs a token for every answer
+    position. With K stacked copies each batch holds the same items K times, one block per copy.
     """
-    outputs: list[list[list[int]]] = [[] for _ in range(copies)]
-    for start in range(0, len(data.items), batch_size):
-        chunk = data.items[start : start + batch_size]
-        rows = chunk * copies
-        width = max(len(item.prompt_ids) for item in rows)
+    answers = [list(item.answer_ids) for item in data.items]
+    starts = starts or [[0] * len(answers) for _ in range(copies)]
+    outputs = [[answers[i][: starts[j][i]] for i in range(len(answers))] for j in range(copies)]
+    # items some copy must decode; a copy that need not decode one rides along and is ignored
+    pending = [i for i in range(len(answers)) if any(starts[j][i] < len(answers[i]) for j in range(copies))]
+    for first in range(0, len(pending), batch_size):
+        chunk = pending[first : first + batch_size]
+        rows = [(j, i) for j in range(copies) for i in chunk]
+        prompts = [list(data.items[i].prompt_ids) + answers[i][: starts[j][i]] for j, i in rows]
+        width = max(len(prompt) for prompt in prompts)
         input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for row, item in enumerate(rows):  # left padding: every prompt ends where decoding starts
-            input_ids[row, width - len(item.prompt_ids) :] = torch.tensor(item.prompt_ids)
-            attention[row, width - len(item.prompt_ids) :] = 1
-        new_tokens = max(len(item.answer_ids) for item in rows)
+        for row, prompt in enumerate(prompts):  # left padding: every prompt ends where decoding starts
+            input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
+            attention[row, width - len(prompt) :] = 1
         generated = model.generate(
             input_ids=input_ids.to(model.device),
             attention_mask=attention.to(model.device),
             do_sample=False,
-            max_new_tokens=new_tokens,
+            max_new_tokens=max(len(answers[i]) - starts[j][i] for j, i in rows) or 1,
             eos_token_id=[],  # an empty list turns stopping off; None would fall back to the model's EOS
             pad_token_id=pad_id,
         )[:, width:].cpu()
-        for row, item in enumerate(rows):
-            outputs[row // len(chunk)].append(generated[row, : len(item.answer_ids)].tolist())
+        for row, (j, i) in enumerate(rows):
+            outputs[j][i] = outputs[j][i] + generated[row, : len(answers[i]) - starts[j][i]].tolist()
     return outputs

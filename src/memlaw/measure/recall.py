@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import record_function
 from transformers import PreTrainedModel
 
 from memlaw.constants import CERTIFY_LOSS
@@ -89,9 +90,22 @@ def measure_recall(
     answers = [list(item.answer_ids) for item in data.items]
     decoded: list[GreedyRecall | None] = [None] * copies
     if greedy:
-        generated = greedy_answers(model, data, pad_id=pad_id, batch_size=decode_batch_size, copies=copies)
+        starts = [first_argmax_errors(tokens.of_copy(j), lengths) for j in range(copies)]
+        with record_function("memlaw.greedy"):
+            generated = greedy_answers(
+                model, data, pad_id=pad_id, batch_size=decode_batch_size, copies=copies, starts=starts
+            )
         decoded = [compare_answers(outputs, answers) for outputs in generated]
     return [RecallMeasurement(tokens.of_copy(j), lengths, decoded[j]) for j in range(copies)]
+
+
+def first_argmax_errors(tokens: TokenLosses, lengths: list[int]) -> list[int]:
+    """Per item, the first answer position whose teacher-forced argmax is wrong (its length if none):
+    greedy decoding reproduces the answer up to there (``measure.greedy``)."""
+    return [
+        int(torch.nonzero(~correct)[0]) if not bool(correct.all()) else len(correct)
+        for correct in tokens.correct.split(lengths)
+    ]
 
 
 def compare_answers(generated: list[list[int]], answers: list[list[int]]) -> GreedyRecall:

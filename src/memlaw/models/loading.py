@@ -65,6 +65,18 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def bf16_autocast_available(device: torch.device) -> bool:
+    """Whether bf16 autocast pays here: a CUDA GPU, or a CPU with bf16 matrix instructions
+    (AVX-512 BF16 or AMX, as /proc/cpuinfo lists them; elsewhere bf16 is emulated and slower)."""
+    if device.type == "cuda":
+        return True
+    cpuinfo = Path("/proc/cpuinfo")
+    if device.type != "cpu" or not cpuinfo.is_file():
+        return False
+    flags = next((line.split() for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def load_tokenizer(name: str = DEFAULT_MODEL, gguf_file: str | None = None) -> PreTrainedTokenizerBase:
     """The model's tokenizer, with a pad token (the EOS token when the model defines none)."""
     return _tokenizer_from(name, *_resolve_source(name, gguf_file))

@@ -13,13 +13,13 @@ from memlaw.probe.config import GENERATORS, ProbeConfig
 if TYPE_CHECKING:
     from memlaw.probe.data import build_data, check_fits
     from memlaw.probe.result import ProbeResult
-    from memlaw.probe.run import default_max_copies, run_probe, run_probes, stack_groups
+    from memlaw.probe.run import run_probe, run_probes, stack_groups, stack_size
 
 _EXPORTS = {
     "build_data": "memlaw.probe.data",
     "check_fits": "memlaw.probe.data",
     "ProbeResult": "memlaw.probe.result",
-    "default_max_copies": "memlaw.probe.run",
+    "stack_size": "memlaw.probe.run",
     "run_probe": "memlaw.probe.run",
     "run_probes": "memlaw.probe.run",
     "stack_groups": "memlaw.probe.run",
@@ -31,7 +31,7 @@ __all__ = [
     "ProbeResult",
     "build_data",
     "check_fits",
-    "default_max_copies",
+    "stack_size",
     "run_probe",
     "run_probes",
     "stack_groups",

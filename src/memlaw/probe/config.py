@@ -106,7 +106,9 @@ class ProbeConfig:
         key=False,
     )
     autocast: bool = setting(
-        False, help="bf16 autocast of training forward passes on a CUDA GPU (true/false); measurements stay float32"
+        False,
+        help="bf16 autocast of training forward passes, on a GPU or a CPU with bf16 matrix units (true/false); "
+        "measurements stay float32",
     )
     # measurement
     eval_batch_size: int = setting(16, help="items per teacher-forced measurement batch", key=False)
@@ -114,7 +116,7 @@ class ProbeConfig:
 
     def __post_init__(self) -> None:
         # torch-backed registries: imported here, when a probe is really configured
-        from memlaw.models.loading import resolve_device
+        from memlaw.models.loading import bf16_autocast_available, resolve_device
         from memlaw.placements import PLACEMENTS
         from memlaw.training.methods import make_objective
 
@@ -128,8 +130,8 @@ class ProbeConfig:
             raise MemlawInputError(f"rank must be a positive integer, got {self.rank}")
         if self.data in GENERATORS and self.length is None:
             raise MemlawInputError(f"--length is required with --data {self.data}")
-        if self.autocast and resolve_device(self.device).type != "cuda":
-            raise MemlawInputError("autocast (bf16) is for CUDA devices; on this device train without it")
+        if self.autocast and not bf16_autocast_available(resolve_device(self.device)):
+            raise MemlawInputError("autocast (bf16) needs a GPU or a CPU with bf16 support; train without it here")
         if not self.method_options:
             self.method_options = None  # {} and None mean the same: the method's defaults
         make_objective(self.method, self.method_options)  # validates the name and the options

@@ -47,6 +47,8 @@ class ProbeResult:
     items: list[dict[str, Any]]
     seconds: float
     memlaw_version: str
+    #: Adapters trained together in this probe's pass (1: alone), as ``run_probes`` chose.
+    stacked_copies: int = 1
     schema_version: int = SCHEMA_VERSION
     adapter: Adapter | None = field(default=None, repr=False, compare=False)
 
@@ -94,6 +96,7 @@ def build_result(
     log: TrainLog,
     seconds: float,
     tokenizer=None,
+    stacked_copies: int = 1,
 ) -> ProbeResult:
     assert after.greedy is not None
     return ProbeResult(
@@ -120,6 +123,7 @@ def build_result(
         items=item_reports(data, before, after, tokenizer),
         seconds=seconds,
         memlaw_version=__version__,
+        stacked_copies=stacked_copies,
         adapter=adapter,
     )
 

@@ -9,12 +9,13 @@ import time
 from dataclasses import asdict
 
 import torch
+from torch.profiler import record_function
 
 from memlaw.config import settings_where
 from memlaw.data.encoding import EncodedData
 from memlaw.engine.prefix_cache import build_prefix_cache
 from memlaw.measure.recall import measure_recall
-from memlaw.models.loading import LoadedModel, load_model, load_model_config, load_tokenizer, resolve_device
+from memlaw.models.loading import LoadedModel, load_model, load_model_config, load_tokenizer
 from memlaw.placements import PLACEMENTS, Adapter
 from memlaw.probe.config import ProbeConfig
 from memlaw.probe.data import build_data, check_fits
@@ -24,8 +25,14 @@ from memlaw.training.trainer import train_copies
 
 #: Settings in which probes that train stacked may differ (rank and seed).
 STACKED_SETTINGS = settings_where(ProbeConfig, stacks=True)
-#: Adapters per stacked pass on a GPU (run_probes).
+#: Adapters per stacked pass on a GPU (run_probes); not yet measured against one by one.
 DEFAULT_GPU_COPIES = 8
+#: Most adapters stacked in one pass anywhere.
+MAX_COPIES = 16
+#: On a CPU, stacking pays while one step's tokens over all copies stay below this: small matrix
+#: products use the cores poorly, large ones are compute-bound and only pay K times the memory.
+#: Measured with benchmarks/small_probes.py on 2 cores (README, "Small probes").
+CPU_STACK_TOKENS = 1536
 
 
 def run_probe(config: ProbeConfig, loaded: LoadedModel | None = None, *, progress: bool = False) -> ProbeResult:
@@ -50,28 +57,32 @@ def run_probes(
     """Run many probes on one model, training up to ``max_copies`` adapters per pass.
 
     Probes that differ only in rank and seed share their data and every frozen weight, so they
-    can train stacked (K copies of one adapter: ``placements``), each giving the result it would give alone.
-    ``max_copies`` defaults to 8 on a GPU, where one short sequence leaves the device mostly
-    idle, and to 1 on a CPU, where stacking measured no faster per adapter than cached probes
-    one after another and holds K times the activations (benchmarks/probe_speed.py).
-    Results come back in the order of ``configs``, with their adapters detached.
+    can train stacked (K copies of one adapter: ``placements``), each giving the result it
+    would give alone. By default K comes from the work of one step (``stack_size``); each
+    result records the K it trained in (``stacked_copies``). Results come back in the order of
+    ``configs``, with their adapters detached.
     """
-    if max_copies is None:
-        max_copies = default_max_copies(loaded.model.device if loaded else resolve_device(configs[0].device))
     results: list[ProbeResult | None] = [None] * len(configs)
-    for group in stack_groups(configs, max_copies):
+    for group in stack_groups(configs, max_copies or MAX_COPIES):
         loaded, data = _prepare(configs[group[0]], loaded)
-        together = probe_together([configs[i] for i in group], loaded, data, progress=progress)
-        for index, result in zip(group, together, strict=True):
-            assert result.adapter is not None
-            result.adapter.remove()
-            result.adapter = None
-            results[index] = result
+        size = max_copies or stack_size(loaded.model.device, data, configs[group[0]].batch_size)
+        for start in range(0, len(group), size):
+            part = group[start : start + size]
+            together = probe_together([configs[i] for i in part], loaded, data, progress=progress)
+            for index, result in zip(part, together, strict=True):
+                assert result.adapter is not None
+                result.adapter.remove()
+                result.adapter = None
+                results[index] = result
     return [r for r in results if r is not None]
 
 
-def default_max_copies(device: torch.device) -> int:
-    return DEFAULT_GPU_COPIES if device.type == "cuda" else 1
+def stack_size(device: torch.device, data: EncodedData, batch_size: int) -> int:
+    """How many adapters to train in one pass on ``data``: by the tokens of one step on a CPU."""
+    if device.type == "cuda":
+        return DEFAULT_GPU_COPIES
+    step_tokens = min(batch_size, len(data.items)) * data.max_sequence_length
+    return max(1, min(MAX_COPIES, CPU_STACK_TOKENS // step_tokens))
 
 
 def stack_groups(configs: list[ProbeConfig], max_copies: int) -> list[list[int]]:
@@ -112,14 +123,15 @@ def probe_together(
     try:
         cache = None
         if config.prefix_cache:
-            cache = build_prefix_cache(model, data, adapter, pad_id=pad_id, batch_size=config.eval_batch_size)
+            with record_function("memlaw.cache_build"):
+                cache = build_prefix_cache(model, data, adapter, pad_id=pad_id, batch_size=config.eval_batch_size)
         measure = {
             "pad_id": pad_id,
             "batch_size": config.eval_batch_size,
             "decode_batch_size": config.decode_batch_size,
             "cache": cache,
         }
-        with adapter.disabled():  # the base model is the same for every copy: measure it once
+        with adapter.disabled(), record_function("memlaw.initial_eval"):  # the same for every copy: once
             (before,) = measure_recall(model, data, greedy=False, **measure)
         logs = train_copies(
             adapter,
@@ -132,10 +144,11 @@ def probe_together(
             cache=cache,
             progress=progress,
         )
-        afters = measure_recall(model, data, copies=copies, **measure)
+        with record_function("memlaw.final_eval"):
+            afters = measure_recall(model, data, copies=copies, **measure)
         seconds = (time.perf_counter() - started) / copies
         return [
-            build_result(c, adapter, j, data, before, after, log, seconds, loaded.tokenizer)
+            build_result(c, adapter, j, data, before, after, log, seconds, loaded.tokenizer, copies)
             for j, (c, after, log) in enumerate(zip(configs, afters, logs, strict=True))
         ]
     except BaseException:  # never leave a half-trained adapter on a shared model

@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 
 from memlaw.config import settings_where
 from memlaw.errors import MemlawInputError
-from memlaw.models.loading import LoadedModel, load_model, resolve_device
-from memlaw.probe import ProbeConfig, ProbeResult, default_max_copies, run_probes, stack_groups
+from memlaw.models.loading import LoadedModel, load_model
+from memlaw.probe import ProbeConfig, ProbeResult, run_probes, stack_groups
+from memlaw.probe.run import MAX_COPIES
 from memlaw.sweep.grid import SweepConfig
 from memlaw.sweep.store import ResultsStore, cell_key
 
@@ -89,14 +90,14 @@ def run_sweep(
 
 
 def plan_stacks(todo: list[ProbeConfig]) -> list[list[ProbeConfig]]:
-    """Cells grouped by model, then data, then into stacks of what trains together on the device."""
+    """Cells grouped by model, then data, then into tasks of cells that may train stacked (at most
+    ``MAX_COPIES``); the process that runs a task picks how many copies each pass trains."""
     by_data: dict[tuple, list[ProbeConfig]] = defaultdict(list)
     for config in todo:
         by_data[tuple(repr(getattr(config, k)) for k in DATA_SETTINGS)].append(config)
     stacks = []
     for group in sorted(by_data.values(), key=lambda g: tuple(repr(getattr(g[0], k)) for k in MODEL_SETTINGS)):
-        copies = default_max_copies(resolve_device(group[0].device))
-        stacks.extend([group[i] for i in stack] for stack in stack_groups(group, copies))
+        stacks.extend([group[i] for i in stack] for stack in stack_groups(group, MAX_COPIES))
     return stacks
 
 
@@ -120,7 +121,7 @@ def execute_stack(stack: list[ProbeConfig]) -> list[tuple[ProbeConfig, Outcome]]
 def _run_stack(stack: list[ProbeConfig], loaded: LoadedModel) -> list[tuple[ProbeConfig, Outcome]]:
     """Outcomes of one stack; if it fails, each cell alone, so that only the culprit fails."""
     try:
-        results = run_probes(stack, loaded, max_copies=len(stack))
+        results = run_probes(stack, loaded)
         return [(c, _checked(r)) for c, r in zip(stack, results, strict=True)]
     except (MemlawInputError, torch.OutOfMemoryError, RuntimeError) as err:
         if len(stack) == 1:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from memlaw.probe.result import ProbeResult
 
 #: Bumped when the table layout changes incompatibly; a store of another version is refused, not
-#: migrated silently. Columns added since (new settings, ``worker``) are added to older stores.
+#: migrated silently. Columns added since (new settings, ``RUN_COLUMNS``) are added to older stores.
 STORE_SCHEMA = 1
 
 #: Measurements stored as columns (filterable, exported to CSV).
@@ -40,7 +40,7 @@ COLUMNS = (
 #: Probe settings copied into columns too, so that results can be filtered by them.
 SETTING_COLUMNS = settings_where(ProbeConfig, column=True)
 #: Columns that describe how a cell ran rather than what it measured.
-RUN_COLUMNS = ("worker",)
+RUN_COLUMNS = {"worker": "TEXT", "stacked_copies": "INTEGER"}
 
 
 def cell_key(config: ProbeConfig) -> str:
@@ -78,11 +78,12 @@ class ResultsStore:
                 # NUMERIC affinity: numbers compare as numbers, also against text filters like rank = '8'
                 setting_columns = ", ".join(f"{c} NUMERIC" for c in SETTING_COLUMNS)
                 measure_columns = ", ".join(f"{c} REAL" for c in COLUMNS)
+                run_columns = ", ".join(f"{c} {kind}" for c, kind in RUN_COLUMNS.items())
                 self.db.execute(
                     f"""CREATE TABLE cells (
                         cell_key TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT,
                         config TEXT NOT NULL, memlaw_version TEXT NOT NULL, finished_at REAL NOT NULL,
-                        {setting_columns}, {measure_columns}, worker TEXT,
+                        {setting_columns}, {measure_columns}, {run_columns},
                         placement_json TEXT, first_error TEXT, loss_curve TEXT, items TEXT, token_probs BLOB)"""
                 )
             elif found[0] != str(STORE_SCHEMA):
@@ -96,7 +97,7 @@ class ResultsStore:
                     continue
                 # a setting or run column added since the store was made: settings come from each
                 # row's stored config (the declared default where the row predates the setting)
-                kind = "NUMERIC" if column in SETTING_COLUMNS else "TEXT"
+                kind = "NUMERIC" if column in SETTING_COLUMNS else RUN_COLUMNS[column]
                 self.db.execute(f"ALTER TABLE cells ADD COLUMN {column} {kind}")
                 if column in SETTING_COLUMNS:
                     default = _column_value(next(f.default for f in fields(ProbeConfig) if f.name == column))
@@ -116,6 +117,7 @@ class ResultsStore:
         ]
         row = {
             **self._identity(config, "done", None, worker),
+            "stacked_copies": result.stacked_copies,
             **{c: _plain(getattr(result, c)) for c in COLUMNS},
             "placement_json": json.dumps(result.placement),
             "first_error": json.dumps(result.first_error),

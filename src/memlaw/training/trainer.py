@@ -1,10 +1,15 @@
-"""The training loop of one adapter: forward, per-token loss, objective weights, backward, step."""
+"""The training loop of one adapter: forward, per-token loss, objective weights, backward, step.
+
+Each phase runs under a ``torch.profiler.record_function`` label (``memlaw.forward``,
+``.objective``, ``.backward``, ``.optimizer``, ``.check``): free when no profiler runs, and what
+``benchmarks/small_probes.py`` reads to say where a step's time goes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -13,6 +18,7 @@ from memlaw.data.encoding import EncodedData
 from memlaw.engine.prefix_cache import PrefixCache
 from memlaw.errors import MemlawInputError
 from memlaw.measure.teacher_forced import batch_token_losses, evaluate_tokens
+from memlaw.models.loading import bf16_autocast_available
 from memlaw.placements.base import Adapter
 from memlaw.training.objectives import SFT, Objective, copy_losses
 
@@ -30,7 +36,7 @@ class TrainConfig:
     seed: int = 0
     check_every: int = 1  # epochs between clean certification checks; 0 turns them off
     stop_when_certified: bool = False
-    autocast: bool = False  # bf16 autocast of the training forward pass (CUDA only); measurements stay exact
+    autocast: bool = False  # bf16 autocast of the training forward pass; measurements stay float32
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -101,8 +107,8 @@ def train_copies(
     """
     copies = adapter.copies
     seeds = [config.seed] * copies if seeds is None else seeds
-    if config.autocast and adapter.model.device.type != "cuda":
-        raise MemlawInputError("autocast (bf16) is for CUDA devices; on this device train without it")
+    if config.autocast and not bf16_autocast_available(adapter.model.device):
+        raise MemlawInputError("autocast (bf16) needs a GPU or a CPU with bf16 support; train without it here")
     model, params = adapter.model, adapter.parameters()
     total = config.total_steps(len(data.items), objective)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -125,11 +131,15 @@ def train_copies(
         batches = zip(*(order.split(config.batch_size) for order in epoch_orders), strict=True)
         for per_copy in batches:
             indices = [i for part in per_copy for i in part.tolist()]
-            with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=config.autocast):
+            with (
+                record_function("memlaw.forward"),
+                torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=config.autocast),
+            ):
                 tokens = batch_token_losses(model, data, indices, pad_id=pad_id, cache=cache, copies=copies)
-            weights = objective.weights(tokens).detach()
-            loss = copy_losses(tokens.losses, weights, tokens.copy, copies).sum()
-            worst, mean, weighted = copy_stats(tokens.losses.detach(), tokens.copy, copies, weights)  # one sync
+            with record_function("memlaw.objective"):
+                weights = objective.weights(tokens).detach()
+                loss = copy_losses(tokens.losses, weights, tokens.copy, copies).sum()
+                worst, mean, weighted = copy_stats(tokens.losses.detach(), tokens.copy, copies, weights)  # one sync
             for j in range(copies):
                 below[j] = below[j] and worst[j] < CERTIFY_LOSS
                 if forward_is_check and certified[j] is None and worst[j] < CERTIFY_LOSS:
@@ -145,11 +155,14 @@ def train_copies(
             idle = [j for j in range(copies) if stopped[j] or weighted[j] == 0]
             optimizer.zero_grad(set_to_none=True)
             if len(idle) < copies:
-                loss.backward()
-                adapter.drop_gradients(idle)
-                adapter.clip_grad_norm_(config.max_grad_norm)
-            optimizer.step()
-            schedule.step()
+                with record_function("memlaw.backward"):
+                    loss.backward()
+                with record_function("memlaw.optimizer"):
+                    adapter.drop_gradients(idle)
+                    adapter.clip_grad_norm_(config.max_grad_norm)
+            with record_function("memlaw.optimizer"):
+                optimizer.step()
+                schedule.step()
             step += 1
             bar.update()
             bar.set_postfix(loss=f"{curves[0][-1] if curves[0] else float('nan'):.3f}")
@@ -160,7 +173,10 @@ def train_copies(
         due = config.check_every and (epoch % config.check_every == 0 or step >= total)
         pending = [j for j in range(copies) if certified[j] is None and below[j] and not stopped[j]]
         if due and pending and not forward_is_check:
-            tokens = evaluate_tokens(model, data, pad_id=pad_id, batch_size=eval_batch_size, cache=cache, copies=copies)
+            with record_function("memlaw.check"):
+                tokens = evaluate_tokens(
+                    model, data, pad_id=pad_id, batch_size=eval_batch_size, cache=cache, copies=copies
+                )
             for j in pending:
                 if float(tokens.of_copy(j).losses.max()) < CERTIFY_LOSS:
                     certified[j] = step
