@@ -88,15 +88,16 @@ def measure_recall(
     tokens = evaluate_tokens(model, data, pad_id=pad_id, batch_size=batch_size, cache=cache, copies=copies)
     lengths = [len(item.answer_ids) for item in data.items]
     answers = [list(item.answer_ids) for item in data.items]
+    per_copy = [tokens.of_copy(j) for j in range(copies)]
     decoded: list[GreedyRecall | None] = [None] * copies
     if greedy:
-        starts = [first_argmax_errors(tokens.of_copy(j), lengths) for j in range(copies)]
+        starts = [first_argmax_errors(copy_tokens, lengths) for copy_tokens in per_copy]
         with record_function("memlaw.greedy"):
             generated = greedy_answers(
                 model, data, pad_id=pad_id, batch_size=decode_batch_size, copies=copies, starts=starts
             )
         decoded = [compare_answers(outputs, answers) for outputs in generated]
-    return [RecallMeasurement(tokens.of_copy(j), lengths, decoded[j]) for j in range(copies)]
+    return [RecallMeasurement(per_copy[j], lengths, decoded[j]) for j in range(copies)]
 
 
 def first_argmax_errors(tokens: TokenLosses, lengths: list[int]) -> list[int]:

@@ -94,6 +94,11 @@ class PeftAdapter(Adapter):
             self.peft_model.base_model.set_adapter(self.names)  # all active and trainable
         self.model = self.peft_model.get_base_model()
         self._hooks = [] if self.copies == 1 else self._route_rows()
+        # found once: clipping and idle copies ask for them at every step
+        named = list(self.peft_model.named_parameters())
+        self._copy_params = [  # PEFT names them lora_A.<adapter>.weight
+            [p for name, p in named if "lora_" in name and f".{adapter}." in name] for adapter in self.names
+        ]
         self.train(False)
 
     def _route_rows(self) -> list[torch.utils.hooks.RemovableHandle]:
@@ -130,8 +135,7 @@ class PeftAdapter(Adapter):
         return self.config.dropout > 0
 
     def copy_parameters(self, copy: int) -> list[nn.Parameter]:
-        marker = f".{self.names[copy]}."  # PEFT names them lora_A.<adapter>.weight
-        return [p for name, p in self.peft_model.named_parameters() if "lora_" in name and marker in name]
+        return self._copy_params[copy]
 
     @contextmanager
     def disabled(self) -> Iterator[None]:
