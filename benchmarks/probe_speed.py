@@ -94,17 +94,18 @@ def reference_steps(model, adapter, data, pad_id: int, steps: int) -> None:
         loss.item(), reference.item()  # the reference writes both to its CSV every step
 
 
-def memlaw_steps(adapter, data, pad_id: int, steps: int, cache, seeds=None) -> None:
-    config = TrainConfig(steps=steps, batch_size=len(data.items), check_every=0)
+def memlaw_steps(adapter, data, pad_id: int, steps: int, cache, seeds=None, checkpoint_layers=False) -> None:
+    config = TrainConfig(steps=steps, batch_size=len(data.items), check_every=0, checkpoint_layers=checkpoint_layers)
     train_copies(adapter, data, SFT(), config, pad_id=pad_id, cache=cache, seeds=seeds)
 
 
-def cached_run(adapter, data, pad_id: int, steps: int) -> tuple[float, float, float]:
+def cached_run(adapter, data, pad_id: int, steps: int, checkpoint_layers=False) -> tuple[float, float, float]:
     """(seconds to build the prefix cache, seconds and peak MB of ``steps`` training steps)."""
     started = time.perf_counter()
     cache = build_prefix_cache(adapter.model, data, adapter, pad_id=pad_id)
     build = time.perf_counter() - started
-    seconds, peak = timed(partial(memlaw_steps, adapter, data, pad_id, steps, cache))
+    steps_run = partial(memlaw_steps, adapter, data, pad_id, steps, cache, checkpoint_layers=checkpoint_layers)
+    seconds, peak = timed(steps_run)
     return build, seconds, peak
 
 
@@ -147,9 +148,10 @@ def main() -> None:
             print(f"  {name:24s} {flops / 1e9:7.2f}  ({flops / total:5.1%} of a full pass)")
 
         runs: dict[str, list[float]] = {
-            name: [] for name in ("reference", "uncached", "cache build", "memlaw", "one by one", "stacked")
+            name: []
+            for name in ("reference", "uncached", "cache build", "memlaw", "one by one", "stacked", "checkpointed")
         }
-        memory: dict[str, list[float]] = {"reference": [], "memlaw": [], "stacked": []}
+        memory: dict[str, list[float]] = {"reference": [], "memlaw": [], "stacked": [], "checkpointed": []}
         for _ in range(args.repeats):
             adapter = BypassConfig(rank=8).attach(model)
             seconds, peak = timed(partial(reference_steps, model, adapter, data, pad_id, args.steps))
@@ -180,6 +182,12 @@ def main() -> None:
             runs["stacked"].append(seconds / args.steps)
             memory["stacked"].append(peak)
 
+            stack = BypassAdapter(model, [BypassConfig(rank=r) for r in RANKS], [0] * len(RANKS))
+            _, seconds, peak = cached_run(stack, data, pad_id, args.steps, checkpoint_layers=True)
+            stack.remove()
+            runs["checkpointed"].append(seconds / args.steps)
+            memory["checkpointed"].append(peak)
+
         med = {k: statistics.median(v) for k, v in runs.items()}
         mem = {k: statistics.median(v) for k, v in memory.items()}
         k = len(RANKS)
@@ -192,6 +200,10 @@ def main() -> None:
         )
         print(f"  memlaw, {k} cached adapters in turn  {med['one by one']:.3f}")
         print(f"  memlaw, {k} adapters stacked         {med['stacked']:.3f}")
+        print(
+            f"  the same, layers checkpointed       {med['checkpointed']:.3f}   "
+            f"({med['checkpointed'] / med['stacked']:.2f}x the time of stacked)"
+        )
         print(f"speedup per probe: {med['reference'] / med['memlaw']:.2f}x")
         size = stack_size(model.device, data, len(data.items))
         chosen = f"stacks of {size}" if size > 1 else "one by one"
@@ -207,7 +219,8 @@ def main() -> None:
         print("peak resident memory above the loaded model during training (MB, median):")
         print(
             f"  reference {mem['reference']:.0f}, memlaw single {mem['memlaw']:.0f}, stacked {k}: {mem['stacked']:.0f} "
-            f"({mem['stacked'] / max(mem['memlaw'], 1):.2f}x single)"
+            f"({mem['stacked'] / max(mem['memlaw'], 1):.2f}x single), stacked {k} checkpointed: "
+            f"{mem['checkpointed']:.0f} ({mem['checkpointed'] / max(mem['memlaw'], 1):.2f}x single)"
         )
 
 

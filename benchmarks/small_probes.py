@@ -11,10 +11,12 @@ chat prompt, the bypass at the default layer, ranks cycling through 1, 4, 16, 64
    evaluation, greedy decoding), from the same labels.
 3. With ``--grid-steps N``: a grid (ranks 1, 4, 16, 64 × ℓ 32, 64, 128, N steps each) run one by
    one (``run_probes(max_copies=1)``) and the way ``run_probes`` picks by default, in this
-   process, ending with ``small-grid speedup vs one by one: X.XXx`` (median of ``--repeats``).
+   process, ending with ``small-grid speedup vs one by one: X.XXx`` (median of ``--repeats``);
+   with ``--bf16`` also the default way under bf16 autocast, an option rather than the default.
 
     python benchmarks/small_probes.py                                  # parts 1 and 2
     python benchmarks/small_probes.py --lengths 32 --copies 1 8 --grid-steps 200
+    python benchmarks/small_probes.py --skip-steps --grid-steps 200 --bf16   # the grid, also in bf16
 """
 
 from __future__ import annotations
@@ -104,24 +106,33 @@ def outside_steps(loaded, lengths: list[int]) -> None:
         print(f"ℓ = {length:>4}: " + ", ".join(f"{name} {labelled.get(name, 0.0):.3f}" for name in OUTSIDE))
 
 
-def grid(loaded, steps: int, repeats: int) -> None:
-    configs = [
-        ProbeConfig(data="longcontext", length=length, rank=rank, steps=steps)
-        for length in (32, 64, 128)
-        for rank in RANKS
-    ]
-    old, new = [], []
+def grid(loaded, steps: int, repeats: int, bf16: bool) -> None:
+    def configs(autocast: bool) -> list[ProbeConfig]:
+        return [
+            ProbeConfig(data="longcontext", length=length, rank=rank, steps=steps, autocast=autocast)
+            for length in (32, 64, 128)
+            for rank in RANKS
+        ]
+
+    def timed(configs: list[ProbeConfig], **options) -> tuple[float, list]:
+        started = time.perf_counter()
+        results = run_probes(configs, loaded, **options)
+        return time.perf_counter() - started, results
+
+    old, new, autocast = [], [], []
     for _ in range(repeats):
-        started = time.perf_counter()
-        run_probes(configs, loaded, max_copies=1)
-        old.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        results = run_probes(configs, loaded)
-        new.append(time.perf_counter() - started)
+        old.append(timed(configs(False), max_copies=1)[0])
+        seconds, results = timed(configs(False))
+        new.append(seconds)
+        if bf16:
+            autocast.append(timed(configs(True))[0])
     chosen = sorted({r.stacked_copies for r in results})
-    print(f"\n## small grid: ranks {RANKS} × ℓ 32, 64, 128, {steps} steps each ({len(configs)} probes)")
+    print(f"\n## small grid: ranks {RANKS} × ℓ 32, 64, 128, {steps} steps each ({len(results)} probes)")
     show = lambda times: " ".join(f"{t:.1f}" for t in times)
     print(f"one by one: {show(old)} s; default (stacks of {chosen}): {show(new)} s")
+    if bf16:
+        print(f"default with --autocast true (bf16): {show(autocast)} s")
+        print(f"bf16 stacked vs float32 one by one: {statistics.median(old) / statistics.median(autocast):.2f}x")
     print(f"small-grid speedup vs one by one: {statistics.median(old) / statistics.median(new):.2f}x")
 
 
@@ -133,6 +144,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--grid-steps", type=int, default=0, help="also time the small grid with this many steps")
     parser.add_argument("--skip-steps", action="store_true", help="skip parts 1 and 2")
+    parser.add_argument("--bf16", action="store_true", help="also time the grid with bf16 autocast (an option)")
     args = parser.parse_args()
     logging.set_verbosity_error()
     logging.disable_progress_bar()
@@ -142,7 +154,7 @@ def main() -> None:
         step_table(loaded, args.lengths, args.copies, args.steps, args.repeats)
         outside_steps(loaded, args.lengths)
     if args.grid_steps:
-        grid(loaded, args.grid_steps, args.repeats)
+        grid(loaded, args.grid_steps, args.repeats, args.bf16)
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def test_probe_rejects_bad_settings(tiny):
 
 @pytest.mark.slow
 def test_default_model_certifies_64_random_tokens_at_rank_8(default_model, detach):
-    config = ProbeConfig(data="longcontext", length=64, ratio=1.0, rank=8, epochs=200, stop_when_certified=True)
+    config = ProbeConfig(data="longcontext", length=64, ratio=1.0, rank=8, epochs=200, until="certified")
     result = run_probe(config, default_model)
     detach.append(result.adapter)
     assert result.placement["layer"] == 20 and result.trainable_params == 2 * 576 * 8

@@ -15,3 +15,21 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
 #: Fixed key of the long-context benchmark (and of plain-text files), as in the reference.
 LONG_CONTEXT_PROMPT = "Please output the content of the vector memory injected into the activations."
+
+#: When training ends: after its budget of steps (budget), also at certification (certified), or
+#: also when the loss stops improving (converged, with a cap on the steps).
+UNTIL = ("budget", "certified", "converged")
+#: The converged rule's schedule: a constant learning rate, cut by this factor at each plateau,
+#: at most this many times; a plateau at the last rate is convergence (docs/convergence.md).
+PLATEAU_FACTOR = 0.1
+PLATEAU_CUTS = 2
+
+
+def lr_schedule(until: str, plateau_steps: int, plateau_tol: float) -> str:
+    """The learning-rate schedule that ``until`` trains with, in words (kept with a fitted law)."""
+    if until == "converged":
+        return (
+            f"constant, x{PLATEAU_FACTOR} after {plateau_steps} steps without {plateau_tol} nats of improvement, "
+            f"at most {PLATEAU_CUTS} times; converged at a plateau of the last rate"
+        )
+    return "linear decay to 0 over the budget, no warm-up"

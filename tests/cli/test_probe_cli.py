@@ -116,6 +116,11 @@ BAD_INPUTS = {
         "unknown setting 'rnak'",
     ),
     "unknown option": (lambda d: ["--rnak", "3"], "unrecognized arguments"),
+    "unknown stopping rule": (lambda d: ["--until", "forever"], "until must be budget, certified or converged"),
+    "converged without checks": (
+        lambda d: ["--until", "converged", "--check-every", "0"],
+        "until converged stops at certification too",
+    ),
 }
 
 
@@ -151,3 +156,16 @@ def test_console_entry_point_runs(tiny_dir, tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "memlaw probe: error: rank must be a positive integer, got 0"
+
+
+def test_until_converged_records_why_training_stopped(tiny_dir, tmp_path, cli):
+    out_file = tmp_path / "r.json"
+    argv = ["--model", tiny_dir, "--length", "48", "--rank", "1", "--lr", "0.02", "--until", "converged"]
+    code, out, err = cli(
+        "probe", *argv, "--max-steps", "400", "--plateau-steps", "20", "--quiet", "--out", str(out_file)
+    )
+    assert code == 0, err
+    result = json.loads(out_file.read_text())
+    assert result["stop_reason"] == "converged" and result["budget_limited"] is False
+    assert result["steps"] < 400 and isinstance(result["loss_slope"], float)
+    assert "training ended at a plateau of the loss" in out

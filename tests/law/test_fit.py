@@ -66,7 +66,7 @@ def test_no_offset_and_huber_forms():
     ("arrays", "message"),
     [
         (([1, 2, 4], [10, 10, 10], [1.0, 0.5, 0.2]), "too few points"),
-        (([1, 2, 4, 8, 16], [10] * 5, [1.0] * 5, [0.1] * 5), "all 5 points are saturated"),
+        (([1, 2, 4, 8, 16], [10] * 5, [1.0] * 5, [0.1] * 5), "no point left to fit: 5 excluded as saturated"),
         (([1, 0, 4, 8, 16], [10] * 5, [1.0] * 5), "must be positive"),
         (([1, 2, 4, 8, 16], [10] * 5, [1.0, np.nan, 1, 1, 1]), "NaN"),
     ],
@@ -80,10 +80,48 @@ def test_the_law_is_a_scikit_learn_style_estimator():
     law = MemoryLaw(form="no_offset", bootstrap=3, seed=7)
     assert law.get_params() == {
         "form": "no_offset", "x": "rank", "loss": "squares", "huber_scale": 0.1,
-        "saturation_loss": pytest.approx(0.6931, abs=1e-4), "bootstrap": 3, "seed": 7,
+        "saturation": "certified", "saturation_loss": pytest.approx(0.6931, abs=1e-4), "keep_budget_limited": False,
+        "bootstrap": 3, "seed": 7,
     }  # fmt: skip
     assert not any(name.endswith("_") for name in vars(law))  # nothing learned before fit
     clone = law.clone(bootstrap=0)
     assert clone.get_params() == {**law.get_params(), "bootstrap": 0} and not hasattr(clone, "params_")
     with pytest.raises(MemlawInputError, match="unknown law form"):
         MemoryLaw(form="cubic").fit(*synthetic())  # validated in fit, not in __init__
+
+
+def test_certified_cells_are_saturated_and_converged_ones_below_ln2_stay():
+    ranks, lengths, delta = synthetic()
+    final = np.full_like(delta, 3.0)
+    final[[2, 3]] = 0.3  # converged below ln 2 without certifying: the cells plans are made for
+    certified = np.zeros_like(delta)
+    certified[[7, 8]] = 1
+    law = MemoryLaw(bootstrap=0).fit(ranks, lengths, delta, final, certified=certified)
+    assert law.excluded_.tolist() == [7, 8] and law.saturation_applied_ == "certified"
+    by_loss = MemoryLaw(bootstrap=0, saturation="loss").fit(ranks, lengths, delta, final, certified=certified)
+    assert by_loss.excluded_.tolist() == [2, 3] and by_loss.saturation_applied_ == "loss"
+    # without a record of certification the loss rule applies
+    assert MemoryLaw(bootstrap=0).fit(ranks, lengths, delta, final).saturation_applied_ == "loss"
+
+
+def test_budget_limited_cells_are_excluded_and_counted():
+    ranks, lengths, delta = synthetic()
+    limited = np.zeros_like(delta)
+    limited[[1, 4, 6]] = 1
+    law = MemoryLaw(bootstrap=0).fit(ranks, lengths, delta, budget_limited=limited)
+    assert law.excluded_.tolist() == [1, 4, 6]
+    assert law.excluded_counts_ == {"saturated": 0, "budget_limited": 3}
+    assert "3 as budget-limited" in law.excluded_words() and law.warnings_ == []
+    kept = MemoryLaw(bootstrap=0, keep_budget_limited=True).fit(ranks, lengths, delta, budget_limited=limited)
+    assert kept.n_excluded_ == 0 and "describes the training budget" in kept.warnings_[0]
+    with pytest.raises(MemlawInputError, match=r"too few points to fit: 2 left.*40 as budget-limited"):
+        MemoryLaw(bootstrap=0).fit(ranks, lengths, delta, budget_limited=np.r_[np.ones(40), np.zeros(2)])
+
+
+def test_few_or_unrecorded_points_are_warned_about():
+    ranks, lengths, delta = synthetic()
+    unknown = np.full_like(delta, np.nan)
+    law = MemoryLaw(bootstrap=0).fit(ranks, lengths, delta, budget_limited=unknown)
+    assert any("do not record whether their loss had converged" in w for w in law.warnings_)
+    few = MemoryLaw(bootstrap=0).fit(ranks[:6], lengths[:6] * np.arange(1, 7), delta[:6])
+    assert any("only 6 points fitted for 4 constants" in w for w in few.warnings_)

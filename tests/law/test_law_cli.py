@@ -39,7 +39,7 @@ def test_fit_from_csv_prints_and_saves_the_law(tmp_path, cli):
     assert saved["alpha"] == pytest.approx(0.7, abs=0.02) and saved["beta"] == pytest.approx(0.45, abs=0.02)
     law = MemoryLaw.from_dict(saved)
     assert law.predict(8, 256) == pytest.approx(4.0 * 8**0.7 * 256**-0.45 + 0.2, rel=0.02)
-    assert "budget" in saved["valid_for"]
+    assert "stopping rule" in saved["valid_for"] and saved["saturation_applied"] == "loss"  # a CSV without certified
 
 
 def test_fit_prints_the_form_it_fitted(tmp_path, cli):
@@ -56,7 +56,7 @@ def test_fit_prints_the_form_it_fitted(tmp_path, cli):
     [
         ([(1, 64, 1.0, 3.0, 1, 1), (2, 64, 1.5, 3.0, 1, 2)], "too few points"),
         ([(r, 64, 1.0, 3.0, 1, r, 4.0 if r != 4 else "") for r in (1, 2, 4, 8, 16)], "row 3: 'initial_loss' is empty"),
-        ([(r, 64, 1.0, 0.1, 1, r) for r in (1, 2, 4, 8, 16)], "points are saturated"),
+        ([(r, 64, 1.0, 0.1, 1, r) for r in (1, 2, 4, 8, 16)], "no point left to fit: 5 excluded as saturated"),
         ([(r, 64 if r > 1 else -5, 1.0, 3.0, 1, r) for r in (1, 2, 4, 8, 16)], "must be positive"),
         ([(r, 64, "nan" if r == 2 else 1.0, 3.0, 1, r) for r in (1, 2, 4, 8, 16)], "NaN"),
     ],
@@ -96,7 +96,7 @@ def test_plan_rank_and_length_from_a_saved_law(law_file, cli, tmp_path):
     assert code == 0, err
     plan = json.loads((tmp_path / "p.json").read_text())
     assert out.startswith(f"rank {plan['rank']:g} holds 300 tokens") and "95% CI of the rank" in out
-    assert plan["predicted_final_loss"] < 0.6932 and "budget" in plan["caveat"]
+    assert plan["predicted_final_loss"] < 0.6932 and "stopping rule" in plan["caveat"]
     code, out, err = cli("plan", "--law", str(law_file), "--rank", "4", "--initial-loss", "6")
     assert code == 0 and out.startswith("rank 4 holds about") and "trainable parameters" in out
 

@@ -20,7 +20,7 @@ def test_stacked_copies_give_the_results_they_give_alone(tokenizer, placement, c
 
 
 def test_stacked_copies_stop_at_their_own_certification(tokenizer, same_result):
-    base = {"data": "longcontext", "length": 16, "epochs": 150, "lr": 2e-2, "stop_when_certified": True}
+    base = {"data": "longcontext", "length": 16, "epochs": 150, "lr": 2e-2, "until": "certified"}
     configs = [ProbeConfig(**base, rank=r) for r in (2, 4, 8)]  # rank 2 never certifies here
     stacked = run_probes(configs, build_tiny_model(tokenizer), max_copies=8)
     assert [r.certified for r in stacked] == [False, True, True] and stacked[1].steps != stacked[2].steps

@@ -35,6 +35,7 @@ def test_grid_fills_the_store_and_a_second_run_does_nothing(tiny_dir, tmp_path):
     assert {r["cell_key"] for r in rows} == {cell_key(c) for c in sweep.cells()}
     for row in rows:
         assert row["status"] == "done" and row["delta_loss"] == pytest.approx(row["initial_loss"] - row["final_loss"])
+        assert row["stop_reason"] == "budget" and row["budget_limited"] in (0, 1) and row["loss_slope"] is not None
         assert len(ResultsStore.token_probs(row)) == row["length"]
     stamps = {r["cell_key"]: r["finished_at"] for r in rows}
 

@@ -43,11 +43,11 @@ def test_steps_override_epochs_and_batches_cover_the_items(tokenizer):
     assert log.steps == 4
 
 
-def test_stop_when_certified_and_certified_step(tokenizer):
+def test_until_certified_stops_at_the_certified_step(tokenizer):
     data = random_tokens(tokenizer, 16)
     _, full = train(build_tiny_model(tokenizer), data, epochs=120, lr=2e-2)
     assert full.certified_step is not None and not full.stopped_early
-    _, early = train(build_tiny_model(tokenizer), data, epochs=120, lr=2e-2, stop_when_certified=True)
+    _, early = train(build_tiny_model(tokenizer), data, epochs=120, lr=2e-2, until="certified")
     assert early.stopped_early and early.steps == full.certified_step == early.certified_step
     _, unchecked = train(build_tiny_model(tokenizer), data, epochs=120, lr=2e-2, check_every=0)
     assert unchecked.certified_step is None

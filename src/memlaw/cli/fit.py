@@ -6,7 +6,7 @@ import argparse
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.io import write_json_atomic
-from memlaw.law.fit import LOSSES, MemoryLaw
+from memlaw.law.fit import LOSSES, SATURATION_RULES, MemoryLaw
 from memlaw.law.forms import FORMS
 from memlaw.law.points import load_points
 from memlaw.law.summary import describe_fit
@@ -18,14 +18,27 @@ def add_fit_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--loss", default="squares", choices=LOSSES, help="least squares or Huber")
     parser.add_argument(
-        "--saturation-loss", type=float, default=CERTIFY_LOSS, help="exclude points whose final loss is below this"
+        "--saturation",
+        default="certified",
+        choices=SATURATION_RULES,
+        help="which cells count as saturated and are left out: the certified ones (default), or those whose final "
+        "loss is below --saturation-loss (what applies when the cells do not record certification)",
+    )
+    parser.add_argument("--saturation-loss", type=float, default=CERTIFY_LOSS, help="the loss rule's threshold")
+    parser.add_argument(
+        "--keep-budget-limited",
+        action="store_true",
+        help="also fit cells whose loss was still falling when training stopped (a law of the budget)",
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% intervals")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
 
 
 def fit_from_args(args: argparse.Namespace, points) -> MemoryLaw:
-    options = {"form": args.form, "loss": args.loss, "saturation_loss": args.saturation_loss, "seed": args.seed}
+    options = {
+        "form": args.form, "loss": args.loss, "saturation": args.saturation, "saturation_loss": args.saturation_loss,
+        "keep_budget_limited": args.keep_budget_limited, "seed": args.seed,
+    }  # fmt: skip
     return MemoryLaw(bootstrap=args.bootstrap, **options).fit_points(points)
 
 

@@ -12,7 +12,7 @@ from memlaw.cli.common import quiet_libraries
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_text_atomic
 from memlaw.sweep.grid import load_sweep
-from memlaw.sweep.store import COLUMNS, RUN_COLUMNS, SETTING_COLUMNS, ResultsStore
+from memlaw.sweep.store import ADDED_COLUMNS, COLUMNS, SETTING_COLUMNS, ResultsStore
 
 DEFAULT_STORE = "memlaw-results.db"
 #: Columns `memlaw results` prints (the CSV export has them all).
@@ -71,7 +71,7 @@ def run_results_command(args: argparse.Namespace) -> int:
         where[column.strip()] = value.strip()
     with ResultsStore(args.store) as store:
         rows = store.rows(where)
-    columns = ["cell_key", "status", "error", *SETTING_COLUMNS, *COLUMNS, *RUN_COLUMNS, "config"]
+    columns = ["cell_key", "status", "error", *SETTING_COLUMNS, *COLUMNS, *ADDED_COLUMNS, "config"]
     if args.csv:
         write_text_atomic(args.csv, _csv_text(rows, columns))
         print(f"{len(rows)} cells -> {args.csv}")

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from memlaw.probe.result import ProbeResult
 
 #: What `memlaw train` changes from a probe's defaults: MemFT, a larger budget, stop when certified.
-TRAIN_DEFAULTS = {"method": "memft-ot", "epochs": 300, "stop_when_certified": True}
+TRAIN_DEFAULTS = {"method": "memft-ot", "epochs": 300, "until": "certified"}
 #: Stubborn tokens listed before "... and N more".
 SHOWN_STUBBORN = 10
 

@@ -10,13 +10,9 @@ from memlaw.law.forms import FORMS
 from memlaw.law.points import LawPoints
 
 
-def unsaturated(points: LawPoints, saturation_loss: float) -> LawPoints:
-    return points.subset(~points.saturated(saturation_loss))
-
-
 def heldout_error(points: LawPoints, law: MemoryLaw) -> float | None:
     """RMSE on the cells at the largest x or the longest length, of a clone of ``law`` fitted without them."""
-    usable = unsaturated(points, law.saturation_loss)
+    usable = points.subset(law.usable(points))
     values = law.x_of(usable)
     held = (values == values.max()) | (usable.length == usable.length.max())
     if held.all() or not held.any():

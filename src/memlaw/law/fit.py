@@ -19,10 +19,16 @@ from scipy.optimize import least_squares
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.errors import MemlawInputError
+from memlaw.law.cost import fit_cost
 from memlaw.law.forms import FORMS, PowerLaw
 from memlaw.law.points import LawPoints
 
 LOSSES = ("squares", "huber")
+#: Which cells count as saturated (their ΔL is capped by the data, not by capacity): the
+#: certified ones, or those whose mean final loss is below ``saturation_loss``.
+SATURATION_RULES = ("certified", "loss")
+#: Fewer fitted points than this, per constant of the form, and the fit gets a warning.
+POINTS_PER_CONSTANT = 2
 #: What x can be: the adapter's rank, or its trainable-parameter count.
 XS = ("rank", "params")
 
@@ -30,10 +36,21 @@ XS = ("rank", "params")
 class MemoryLaw:
     """``MemoryLaw(form=..., loss=...).fit(x, length, delta_loss, final_loss)`` then ``law.predict``.
 
-    Points whose final loss is below ``saturation_loss`` (default ln 2: every token is then
-    likely certified, so ΔL is capped by L_init rather than by capacity) are excluded from the
-    fit and listed in ``excluded_``. Learned constants are ``params_`` (in the form's order),
-    ``constants_`` (by name) and one attribute each (``C_``, ``alpha_``, ``beta_``, ``b_``).
+    Two kinds of points are excluded from the fit and listed in ``excluded_`` (counted by
+    reason in ``excluded_counts_``):
+
+    - saturated ones, whose ΔL is capped by the data rather than by capacity. With
+      ``saturation="certified"`` (default) these are the certified cells: every token has
+      p > 0.5, and a probe that stops at certification stops there whatever its capacity.
+      Converged cells that did not certify stay in, even with a mean loss below ln 2: they are
+      the cells nearest the boundary that plans are made for. ``saturation="loss"`` excludes
+      cells whose mean final loss is below ``saturation_loss`` instead (and is what applies when
+      the points do not record certification);
+    - budget-limited ones, whose training ended with the loss still falling: their ΔL
+      measures the budget, not capacity (``keep_budget_limited=True`` keeps them).
+
+    Learned constants are ``params_`` (in the form's order), ``constants_`` (by name) and one
+    attribute each (``C_``, ``alpha_``, ``beta_``, ``b_``); ``warnings_`` says what to doubt.
     """
 
     def __init__(
@@ -43,12 +60,16 @@ class MemoryLaw:
         x: str = "rank",
         loss: str = "squares",
         huber_scale: float = 0.1,
+        saturation: str = "certified",
         saturation_loss: float = CERTIFY_LOSS,
+        keep_budget_limited: bool = False,
         bootstrap: int = 1000,
         seed: int = 0,
     ):
         self.form, self.x, self.loss, self.huber_scale = form, x, loss, huber_scale
-        self.saturation_loss, self.bootstrap, self.seed = saturation_loss, bootstrap, seed
+        self.saturation, self.saturation_loss = saturation, saturation_loss
+        self.keep_budget_limited = keep_budget_limited
+        self.bootstrap, self.seed = bootstrap, seed
 
     # -- the estimator contract -------------------------------------------------------------
     def get_params(self) -> dict:
@@ -67,6 +88,8 @@ class MemoryLaw:
             raise MemlawInputError(f"unknown fit loss '{self.loss}': use {' or '.join(LOSSES)}")
         if self.x not in XS:
             raise MemlawInputError(f"x must be {' or '.join(XS)}, got '{self.x}'")
+        if self.saturation not in SATURATION_RULES:
+            raise MemlawInputError(f"saturation must be {' or '.join(SATURATION_RULES)}, got '{self.saturation}'")
         return FORMS[self.form]
 
     @property
@@ -74,7 +97,7 @@ class MemoryLaw:
         return FORMS[self.form]
 
     # -- fitting -----------------------------------------------------------------------------
-    def fit(self, x, length, delta_loss, final_loss=None) -> MemoryLaw:
+    def fit(self, x, length, delta_loss, final_loss=None, *, certified=None, budget_limited=None) -> MemoryLaw:
         form = self._validate()
         x, length, delta = (np.asarray(v, dtype=np.float64) for v in (x, length, delta_loss))
         if not (x.shape == length.shape == delta.shape) or x.ndim != 1:
@@ -84,18 +107,19 @@ class MemoryLaw:
                 raise MemlawInputError(f"{name} holds NaN or infinite values")
         if np.any(x <= 0) or np.any(length <= 0):
             raise MemlawInputError("ranks and lengths must be positive")
-        keep = np.ones_like(delta, dtype=bool)
-        if final_loss is not None:
-            keep = ~(np.asarray(final_loss, dtype=np.float64) < self.saturation_loss)
+        saturated, limited = self._exclusions(len(delta), final_loss, certified, budget_limited)
+        keep = ~saturated & ~limited
         self.excluded_ = np.flatnonzero(~keep)
         self.n_excluded_ = len(self.excluded_)
+        self.excluded_counts_ = {"saturated": int(saturated.sum()), "budget_limited": int((limited & ~saturated).sum())}
         needed = len(form.params)
         if keep.sum() == 0:
-            raise MemlawInputError(
-                f"all {len(delta)} points are saturated (final loss < {self.saturation_loss:.3f}): nothing to fit"
-            )
+            raise MemlawInputError(f"no point left to fit: {self.excluded_words()}")
         if keep.sum() < needed + 1:
-            raise MemlawInputError(f"too few points to fit: {int(keep.sum())} unsaturated, need at least {needed + 1}")
+            raise MemlawInputError(
+                f"too few points to fit: {int(keep.sum())} left, need at least {needed + 1} ({self.excluded_words()})"
+            )
+        self.warnings_ = self._warnings(int(keep.sum()), needed, budget_limited)
         self.x_, self.length_, self.delta_ = x[keep], length[keep], delta[keep]
         self.grid_ = {"x": sorted(set(self.x_.tolist())), "length": sorted(set(self.length_.tolist()))}
         self._set_params(
@@ -107,8 +131,60 @@ class MemoryLaw:
         self.rmse_ = float(np.sqrt(np.mean(residual**2)))
         self.n_points_ = int(keep.sum())
         self.ci_ = self._bootstrap()
-        self.provenance_, self.reference_ = {}, {}
+        self.provenance_, self.reference_, self.cost_ = {}, {}, None
         return self
+
+    def _exclusions(self, n: int, final_loss, certified, budget_limited) -> tuple[np.ndarray, np.ndarray]:
+        """(saturated, budget-limited) masks under this law's rules; records which saturation rule applied."""
+        by_certified = self.saturation == "certified" and certified is not None
+        self.saturation_applied_ = "certified" if by_certified else "loss"
+        if by_certified:
+            saturated = np.asarray(certified, dtype=np.float64) == 1
+        elif final_loss is not None:
+            saturated = np.asarray(final_loss, dtype=np.float64) < self.saturation_loss
+        else:
+            saturated = np.zeros(n, dtype=bool)
+        limited = np.zeros(n, dtype=bool)
+        if budget_limited is not None and not self.keep_budget_limited:
+            limited = np.asarray(budget_limited, dtype=np.float64) == 1
+        return saturated, limited
+
+    def excluded_words(self) -> str:
+        rule = "certified" if self.saturation_applied_ == "certified" else f"final loss < {self.saturation_loss:.3f}"
+        words = f"{self.excluded_counts_['saturated']} excluded as saturated ({rule})"
+        if self.excluded_counts_["budget_limited"]:
+            words += (
+                f", {self.excluded_counts_['budget_limited']} as budget-limited (the loss was still falling when "
+                "training stopped: train them --until converged, or fit with --keep-budget-limited)"
+            )
+        return words
+
+    def _warnings(self, kept: int, constants: int, budget_limited) -> list[str]:
+        warnings = []
+        if kept < POINTS_PER_CONSTANT * constants:
+            warnings.append(
+                f"only {kept} points fitted for {constants} constants: too few to trust the constants "
+                "or their intervals"
+            )
+        unknown = 0 if budget_limited is None else int(np.isnan(np.asarray(budget_limited, dtype=np.float64)).sum())
+        if unknown:
+            warnings.append(
+                f"{unknown} points do not record whether their loss had converged (stored before memlaw recorded "
+                "stop reasons): they were fitted as if it had"
+            )
+        if self.keep_budget_limited and budget_limited is not None and np.nansum(budget_limited) > 0:
+            warnings.append(
+                f"{int(np.nansum(budget_limited))} budget-limited points were kept: this law describes the training "
+                "budget, not capacity"
+            )
+        return warnings
+
+    def usable(self, points: LawPoints) -> np.ndarray:
+        """The points this law's rules would fit (neither saturated nor budget-limited)."""
+        saturated, limited = self._exclusions(
+            len(points.rank), points.final_loss, points.certified, points.budget_limited
+        )
+        return ~saturated & ~limited
 
     def x_of(self, points: LawPoints) -> np.ndarray:
         """The points' x for this law: their ranks, or their trainable-parameter counts."""
@@ -121,8 +197,12 @@ class MemoryLaw:
     def fit_points(self, points: LawPoints) -> MemoryLaw:
         """Fit to measured points, keeping their provenance and what planning needs."""
         self._validate()
-        self.fit(self.x_of(points), points.length, points.delta_loss, points.final_loss)
+        self.fit(
+            self.x_of(points), points.length, points.delta_loss, points.final_loss,
+            certified=points.certified, budget_limited=points.budget_limited,
+        )  # fmt: skip
         self.provenance_, self.reference_ = points.provenance, points.planning_reference()
+        self.cost_ = fit_cost(points.subset(_stopped_on_their_own(points)))
         return self
 
     def _set_params(self, params: np.ndarray) -> None:
@@ -180,26 +260,34 @@ class MemoryLaw:
             **self.constants_,
             "ci95": self.ci_, "r2": self.r2_, "rmse": self.rmse_,
             "n_points": self.n_points_, "n_excluded": self.n_excluded_,
+            "excluded": self.excluded_counts_, "saturation_applied": self.saturation_applied_,
+            "warnings": self.warnings_,
             "grid": self.grid_,
             "fit": {
-                "form": self.form, "loss": self.loss, "huber_scale": self.huber_scale,
-                "saturation_loss": self.saturation_loss, "bootstrap": self.bootstrap, "seed": self.seed,
+                "form": self.form, "loss": self.loss, "huber_scale": self.huber_scale, "saturation": self.saturation,
+                "saturation_loss": self.saturation_loss, "keep_budget_limited": self.keep_budget_limited,
+                "bootstrap": self.bootstrap, "seed": self.seed,
             },
+            "cost": self.cost_,
             "provenance": self.provenance_,
             "reference": self.reference_,
             "bootstrap_draws": self.draws_.tolist(),
-            "valid_for": "the training budget, placement, data and method in provenance only: ΔL at a fixed "
-            "budget mixes capacity with optimisation",
+            "valid_for": "the placement, data, method and stopping rule in provenance only",
         }  # fmt: skip
 
     @classmethod
     def from_dict(cls, values: dict) -> MemoryLaw:
-        law = cls(**values["fit"], x=values["x"])
+        # laws saved before the certified saturation rule excluded by final loss
+        law = cls(**{"saturation": "loss", **values["fit"]}, x=values["x"])
         form = law._validate()
         law._set_params(np.array([float(values[name]) for name in form.params]))
         law.ci_ = {k: tuple(v) for k, v in values["ci95"].items()}
         law.r2_, law.rmse_, law.n_points_ = values["r2"], values["rmse"], values["n_points"]
         law.n_excluded_ = values["n_excluded"]
+        law.excluded_counts_ = values.get("excluded", {"saturated": law.n_excluded_, "budget_limited": 0})
+        law.saturation_applied_ = values.get("saturation_applied", "loss")
+        law.warnings_ = values.get("warnings", [])
+        law.cost_ = values.get("cost")
         law.grid_ = values["grid"]
         law.provenance_ = values["provenance"]
         law.reference_ = values.get("reference", {})
@@ -209,3 +297,10 @@ class MemoryLaw:
             draws.reshape(len(draws), -1)[:, : len(form.params)] if draws.size else np.empty((0, len(form.params)))
         )
         return law
+
+
+def _stopped_on_their_own(points: LawPoints) -> np.ndarray:
+    """Cells that ended at certification or convergence: their steps say what training costs."""
+    if points.stop_reason is None:
+        return np.zeros(len(points.rank), dtype=bool)
+    return np.isin(points.stop_reason, ("certified", "converged"))

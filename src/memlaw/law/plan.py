@@ -16,10 +16,11 @@ import numpy as np
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.errors import MemlawInputError
+from memlaw.law.cost import predict_seconds, predict_steps
 from memlaw.law.fit import MemoryLaw
 
 BUDGET_CAVEAT = (
-    "valid only for the training budget, placement, data and method the law was fitted on; "
+    "valid only for the stopping rule, placement, data and method the law was fitted on; "
     "a final loss below ln 2 is necessary for verbatim recall, not sufficient: confirm with memlaw probe"
 )
 
@@ -36,6 +37,12 @@ class Plan:
     interval: tuple[float, float] | None
     trainable_params: float | None
     warnings: list[str] = field(default_factory=list)
+    #: (steps, low, high) predicted to certify (or to stop) at this rank and length, with what.
+    predicted_steps: tuple[float, float, float] | None = None
+    steps_to: str | None = None
+    #: Predicted wall seconds of those steps on ``host``.
+    predicted_seconds: float | None = None
+    host: str | None = None
 
     @property
     def stored_bits(self) -> float:
@@ -71,6 +78,18 @@ class Plan:
                 f"  {self.trainable_params:,.0f} trainable parameters; {self.stored_bits:,.0f} bits stored, "
                 f"{self.bits_per_param:.3g} bits per parameter"
             )
+        if self.predicted_steps is not None:
+            steps, low, high = self.predicted_steps
+            timing = ""
+            if self.predicted_seconds is not None:
+                timing = (
+                    f"; about {_duration(self.predicted_seconds)} on {self.host or 'the machine the probes ran on'}"
+                )
+            lines.append(f"  about {steps:,.0f} steps to {self.steps_to} (typically {low:,.0f} to {high:,.0f}){timing}")
+        elif math.isfinite(self.length):
+            lines.append(
+                "  steps and time: not predicted (the law's probes did not stop on their own: --until converged)"
+            )
         lines += [f"warning: {w}" for w in self.warnings]
         lines.append(f"note: {BUDGET_CAVEAT}")
         return lines
@@ -80,7 +99,9 @@ class Plan:
             "rank": self.rank, "length": self.length, "initial_loss": self.initial_loss,
             "predicted_final_loss": self.predicted_final_loss, "interval95": self.interval,
             "trainable_params": self.trainable_params, "stored_bits": self.stored_bits,
-            "bits_per_param": self.bits_per_param, "warnings": self.warnings, "caveat": BUDGET_CAVEAT,
+            "bits_per_param": self.bits_per_param, "predicted_steps": self.predicted_steps, "steps_to": self.steps_to,
+            "predicted_seconds": self.predicted_seconds, "host": self.host, "warnings": self.warnings,
+            "caveat": BUDGET_CAVEAT,
         }  # fmt: skip
 
 
@@ -110,6 +131,7 @@ def plan_rank(
         interval=interval, trainable_params=None if per_rank is None else rank * per_rank,
     )  # fmt: skip
     plan.warnings = _extrapolation(law, rank=rank, length=length, ratio=ratio)
+    _add_cost(plan, law)
     return plan
 
 
@@ -150,7 +172,32 @@ def plan_length(
         trainable_params=None if per_rank is None else rank * per_rank,
     )  # fmt: skip
     plan.warnings = _extrapolation(law, rank=rank, length=length, ratio=ratio)
+    if math.isfinite(length):
+        _add_cost(plan, law)
     return plan
+
+
+def _add_cost(plan: Plan, law: MemoryLaw) -> None:
+    """Steps and wall time from the law's cost models, when it has them (``memlaw.law.cost``)."""
+    cost = getattr(law, "cost_", None) or {}
+    model, plan.steps_to = cost.get("steps_to_certify"), "certify"
+    if model is None:
+        model, plan.steps_to = cost.get("steps_to_stop"), "converge"
+    if model is None:
+        plan.steps_to = None
+        return
+    plan.predicted_steps = predict_steps(model, plan.rank, plan.length)
+    if cost.get("seconds_per_step"):
+        plan.predicted_seconds = predict_seconds(cost["seconds_per_step"], plan.length, plan.predicted_steps[0])
+        plan.host = ", ".join(cost.get("hosts") or []) or None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _percentiles(values: list[float]) -> tuple[float, float] | None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from memlaw.config import settings_where
+from memlaw.constants import lr_schedule
 from memlaw.errors import MemlawInputError
 from memlaw.probe.config import ProbeConfig
 
@@ -30,20 +31,21 @@ class LawPoints:
     initial_loss: np.ndarray | None = None
     exact_match: np.ndarray | None = None
     certified: np.ndarray | None = None
+    #: 1 where training ended on its budget or cap with the loss still falling, 0 where not, NaN
+    #: where the cell predates the record (stored before ``until``).
+    budget_limited: np.ndarray | None = None
+    #: How training ended (budget, certified, converged, max_steps; "" when not recorded).
+    stop_reason: np.ndarray | None = None
+    steps: np.ndarray | None = None
+    certified_step: np.ndarray | None = None  # NaN when not certified
+    seconds: np.ndarray | None = None
+    #: Hosts the cells ran on (from the store's worker column).
+    hosts: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def subset(self, keep: np.ndarray) -> LawPoints:
-        pick = lambda v: None if v is None else v[keep]
-        return LawPoints(
-            self.rank[keep], self.length[keep], self.delta_loss[keep], pick(self.final_loss), pick(self.ratio),
-            pick(self.params), pick(self.initial_loss), pick(self.exact_match), pick(self.certified), self.provenance,
-        )  # fmt: skip
-
-    def saturated(self, saturation_loss: float) -> np.ndarray:
-        """Cells whose final loss is below ``saturation_loss`` (none when final losses are unknown)."""
-        if self.final_loss is None:
-            return np.zeros(len(self.rank), dtype=bool)
-        return self.final_loss < saturation_loss
+        arrays = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(self, **{k: v[keep] for k, v in arrays.items() if isinstance(v, np.ndarray)})
 
     def stored_bits(self) -> np.ndarray:
         """Information the adapter absorbed per cell: ΔL·ℓ nats, in bits."""
@@ -95,12 +97,18 @@ def _from_rows(rows: list[dict[str, Any]], path: Path) -> LawPoints:
         values = sorted({json.dumps(c.get(key)) for c in configs})
         provenance[key] = [json.loads(v) for v in values] if len(values) > 1 else json.loads(values[0])
     provenance["ratios"] = sorted({c["ratio"] for c in configs})
-    column = lambda name: np.array([float(r[name]) for r in rows])
+    schedules = {
+        lr_schedule(c.get("until", "budget"), c.get("plateau_steps", 50), c.get("plateau_tol", 0.01)) for c in configs
+    }
+    provenance["lr_schedule"] = sorted(schedules) if len(schedules) > 1 else schedules.pop()
+    column = lambda name: np.array([np.nan if r.get(name) is None else float(r[name]) for r in rows])
     return LawPoints(
         rank=column("rank"), length=column("length"), delta_loss=column("delta_loss"),
         final_loss=column("final_loss"), ratio=column("ratio"), params=column("trainable_params"),
         initial_loss=column("initial_loss"), exact_match=column("exact_match"), certified=column("certified"),
-        provenance=provenance,
+        budget_limited=column("budget_limited"), stop_reason=np.array([r.get("stop_reason") or "" for r in rows]),
+        steps=column("steps"), certified_step=column("certified_step"), seconds=column("seconds"),
+        hosts=sorted({r["worker"].rsplit(":", 1)[0] for r in rows if r.get("worker")}), provenance=provenance,
     )  # fmt: skip
 
 
@@ -129,5 +137,6 @@ def _from_csv(path: Path) -> LawPoints:
 
     return LawPoints(
         column("rank"), column("length"), column("delta_loss"), column("final_loss"), column("ratio"),
-        column("params"), column("initial_loss"), column("exact_match"), column("certified"), {"source": str(path)},
+        column("params"), column("initial_loss"), column("exact_match"), column("certified"),
+        column("budget_limited"), provenance={"source": str(path)},
     )  # fmt: skip

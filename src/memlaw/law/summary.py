@@ -16,13 +16,7 @@ from memlaw.law.points import LawPoints
 
 def describe_fit(law: MemoryLaw, points: LawPoints) -> list[str]:
     heldout = heldout_error(points, law)
-    lines = [
-        (
-            f"{law.n_points_} points fitted, {law.n_excluded_} excluded as saturated "
-            f"(final loss < {law.saturation_loss:.4g})"
-        ),
-        law.formula(),
-    ]
+    lines = [f"{law.n_points_} points fitted, {law.excluded_words()}", law.formula()]
     for name, value in law.constants_.items():
         low, high = law.ci_.get(name, (float("nan"), float("nan")))
         lines.append(f"  {name:5s} = {value!r}   95% CI [{low:.6g}, {high:.6g}]")
@@ -40,13 +34,41 @@ def describe_fit(law: MemoryLaw, points: LawPoints) -> list[str]:
         lines.append(f"  {row['name']:36s} {'n/a' if score is None else f'{score:.4g}'}")
     if scored:
         lines.append(f"best by held-out error: {min(scored)[1]}")
-    efficiency = points.bits_per_param()
-    if efficiency is not None:
+    fitted = points.subset(law.usable(points))
+    efficiency = fitted.bits_per_param()
+    if efficiency is not None and len(efficiency):
         best = int(np.argmax(efficiency))
         lines.append(
-            f"memory efficiency (ΔL·ℓ/ln 2 bits per trainable parameter): median {np.median(efficiency):.3g}, "
-            f"highest {efficiency[best]:.3g} at rank {points.rank[best]:g}, ℓ {points.length[best]:g} "
-            "(whole-model anchors in the literature: about 2 and 3.6)"
+            f"memory efficiency of the fitted cells (ΔL·ℓ/ln 2 bits per trainable parameter): median "
+            f"{np.median(efficiency):.3g}, highest {efficiency[best]:.3g} at rank {fitted.rank[best]:g}, "
+            f"ℓ {fitted.length[best]:g} (whole-model anchors in the literature: about 2 and 3.6)"
         )
+    lines += describe_cost(law.cost_)
+    lines += [f"warning: {w}" for w in law.warnings_]
+    lines.append(
+        f"stopping rule: until {law.provenance_.get('until', 'budget')}; learning rate: "
+        f"{law.provenance_.get('lr_schedule', 'not recorded')}"
+    )
     lines.append(BUDGET_CAVEAT.split(";")[0])
+    return lines
+
+
+def describe_cost(cost: dict | None) -> list[str]:
+    """The cost models in words (``memlaw.law.cost``)."""
+    if not cost:
+        return ["cost: not fitted (needs probes that stopped at certification or convergence: --until converged)"]
+    lines = []
+    for name, words in (("steps_to_stop", "steps to stop"), ("steps_to_certify", "steps to certify")):
+        model = cost.get(name)
+        if model:
+            lines.append(
+                f"{words} ≈ {model['a']:.3g}·r^{model['rank_exponent']:.3g}·ℓ^{model['length_exponent']:.3g} "
+                f"(×/÷ {model['spread']:.2f} typical, {model['cells']} cells)"
+            )
+    per_step = cost.get("seconds_per_step")
+    if per_step:
+        lines.append(
+            f"seconds per step ≈ {per_step['intercept']:.3g} + {per_step['per_token']:.3g}·ℓ "
+            f"on {', '.join(cost.get('hosts') or ['the machine that ran the probes'])}"
+        )
     return lines

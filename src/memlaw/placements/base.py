@@ -33,6 +33,8 @@ class Adapter(ABC):
     kind: str
     model: PreTrainedModel
     copies: int = 1
+    #: The copies whose blocks make up a batch, in order; None: all of them (see ``only``).
+    active: list[int] | None = None
 
     @property
     @abstractmethod
@@ -68,6 +70,21 @@ class Adapter(ABC):
         for copy in copies:
             for p in self.copy_parameters(copy):
                 p.grad = None
+
+    @contextmanager
+    def only(self, copies: list[int]) -> Iterator[None]:
+        """Within this block a batch holds the blocks of ``copies`` only, in that order: copies
+        that have stopped training cost nothing more."""
+        self.active = list(copies)
+        try:
+            yield
+        finally:
+            self.active = None
+
+    @property
+    def blocks(self) -> list[int]:
+        """The copy of each block of a batch's rows."""
+        return list(range(self.copies)) if self.active is None else self.active
 
     @abstractmethod
     @contextmanager

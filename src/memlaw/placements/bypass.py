@@ -101,11 +101,14 @@ class BypassAdapter(ResidualAdapter):
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """dropout(x_j · A_j · B_j) for each copy j's block of rows, in float32 whatever the model's dtype."""
-        if self.copies == 1:  # no padding or stacking to pay for
-            return self.dropout((x.to(self.lora_A[0].dtype) @ self.lora_A[0]) @ self.lora_B[0])
-        a = torch.stack([F.pad(a, (0, self.width - a.shape[1])) for a in self.lora_A])  # (K, d, r_max)
-        b = torch.stack([F.pad(b, (0, 0, 0, self.width - b.shape[0])) for b in self.lora_B])  # (K, r_max, d)
-        blocks = x.reshape(self.copies, -1, x.shape[-1]).to(a.dtype)  # block j: copy j's rows
+        blocks = self.blocks
+        if len(blocks) == 1:  # no padding or stacking to pay for
+            j = blocks[0]
+            return self.dropout((x.to(self.lora_A[j].dtype) @ self.lora_A[j]) @ self.lora_B[j])
+        a = torch.stack([F.pad(self.lora_A[j], (0, self.width - self.lora_A[j].shape[1])) for j in blocks])
+        b = torch.stack([F.pad(self.lora_B[j], (0, 0, 0, self.width - self.lora_B[j].shape[0])) for j in blocks])
+        # a: (K, d, r_max), b: (K, r_max, d); block k of the rows belongs to copy blocks[k]
+        blocks = x.reshape(len(blocks), -1, x.shape[-1]).to(a.dtype)
         return self.dropout(torch.bmm(torch.bmm(blocks, a), b)).reshape(x.shape)
 
     @property

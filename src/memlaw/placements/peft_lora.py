@@ -109,7 +109,9 @@ class PeftAdapter(Adapter):
             nonlocal names
             inputs = kwargs.get("input_ids", args[0] if args else None)
             rows = len(inputs if inputs is not None else kwargs["inputs_embeds"])
-            names = [self.names[r // (rows // self.copies)] for r in range(rows)] if rows % self.copies == 0 else None
+            blocks = self.blocks
+            per_block = rows // len(blocks)
+            names = [self.names[blocks[r // per_block]] for r in range(rows)] if rows % len(blocks) == 0 else None
 
         def route(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
             if names is None or len(args[0]) != len(names):

@@ -98,7 +98,23 @@ class ProbeConfig:
     check_every: int = setting(
         1, help="epochs between clean certification checks (0: never; certified_step stays null)"
     )
-    stop_when_certified: bool = setting(False, help="stop training as soon as every token has p > 0.5 (true/false)")
+    until: str = setting(
+        "budget",
+        help="when training ends: budget (after --epochs/--steps), certified (also once every token has p > 0.5) "
+        "or converged (also when the loss stops improving; up to --max-steps, see docs/convergence.md)",
+        column=True, keyed_when_default=False, provenance=True,
+    )  # fmt: skip
+    max_steps: int = setting(
+        2000, help="--until converged: the cap on optimizer steps", keyed_when_default=False, provenance=True
+    )
+    plateau_steps: int = setting(
+        50,
+        help="--until converged: steps without --plateau-tol of improvement that make a plateau",
+        keyed_when_default=False, provenance=True,
+    )  # fmt: skip
+    plateau_tol: float = setting(
+        0.01, help="--until converged: improvement in nats that counts", keyed_when_default=False, provenance=True
+    )
     # engine
     prefix_cache: bool = setting(
         True,
@@ -109,6 +125,12 @@ class ProbeConfig:
         False,
         help="bf16 autocast of training forward passes, on a GPU or a CPU with bf16 matrix units (true/false); "
         "measurements stay float32",
+    )
+    checkpoint_layers: bool = setting(
+        False,
+        help="activation checkpointing of the layers from the adapter up: less memory per stacked copy for "
+        "a recomputed forward pass (true/false)",
+        key=False,
     )
     # measurement
     eval_batch_size: int = setting(16, help="items per teacher-forced measurement batch", key=False)

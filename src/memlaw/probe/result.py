@@ -43,6 +43,12 @@ class ProbeResult:
     first_error: dict[str, int] | None
     steps: int
     stopped_early: bool
+    #: Why training ended: budget, certified, converged or max_steps (docs/convergence.md).
+    stop_reason: str
+    #: Ended by the budget or the cap while the loss was still falling (by ``loss_slope``).
+    budget_limited: bool
+    #: Slope of the loss over the last plateau_steps steps, nats per step at the full learning rate.
+    loss_slope: float
     loss_curve: list[float]
     items: list[dict[str, Any]]
     seconds: float
@@ -74,6 +80,12 @@ class ProbeResult:
             ),
             f"greedy recall: exact match {self.exact_match:.1%} of items, token accuracy {self.token_accuracy:.1%}",
         ]
+        ended = {
+            "budget": "its budget ran out", "certified": "certification", "converged": "a plateau of the loss",
+            "max_steps": "the cap on steps",
+        }[self.stop_reason]  # fmt: skip
+        falling = "; the loss was still falling: budget-limited" if self.budget_limited else ""
+        lines.append(f"training ended at {ended} (loss slope {self.loss_slope:.2g} nats/step{falling})")
         if self.certified:
             lines.append(f"certified: every token has p > 0.5 (first certified at step {self.certified_step})")
         else:
@@ -119,6 +131,9 @@ def build_result(
         first_error=after.greedy.first_error,
         steps=log.steps,
         stopped_early=log.stopped_early,
+        stop_reason=log.stop_reason,
+        budget_limited=log.budget_limited,
+        loss_slope=log.loss_slope,
         loss_curve=log.loss_curve,
         items=item_reports(data, before, after, tokenizer),
         seconds=seconds,

@@ -146,9 +146,12 @@ def probe_together(
         )
         with record_function("memlaw.final_eval"):
             afters = measure_recall(model, data, copies=copies, **measure)
-        seconds = (time.perf_counter() - started) / copies
+        # each copy's share of the pass, by the steps it trained (a stopped copy leaves the batch)
+        elapsed, steps = time.perf_counter() - started, [max(1, log.steps) for log in logs]
         return [
-            build_result(c, adapter, j, data, before, after, log, seconds, loaded.tokenizer, copies)
+            build_result(
+                c, adapter, j, data, before, after, log, elapsed * steps[j] / sum(steps), loaded.tokenizer, copies
+            )
             for j, (c, after, log) in enumerate(zip(configs, afters, logs, strict=True))
         ]
     except BaseException:  # never leave a half-trained adapter on a shared model

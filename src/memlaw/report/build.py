@@ -54,14 +54,14 @@ def _rows(law: MemoryLaw, points: LawPoints) -> list[dict]:
     predicted = law.predict(law.x_of(points), points.length)
     efficiency = points.bits_per_param()
     optional = lambda values, i: None if values is None else float(values[i])
-    saturated, stored_bits = points.saturated(law.saturation_loss), points.stored_bits()
+    excluded, stored_bits = ~law.usable(points), points.stored_bits()
     rows = []
     for i in range(len(points.rank)):
         rows.append({
             "rank": float(points.rank[i]), "length": float(points.length[i]), "ratio": optional(points.ratio, i),
             "initial_loss": optional(points.initial_loss, i), "final_loss": optional(points.final_loss, i),
             "delta_loss": float(points.delta_loss[i]), "predicted_delta_loss": float(predicted[i]),
-            "saturated": bool(saturated[i]), "trainable_params": optional(points.params, i),
+            "excluded": bool(excluded[i]), "trainable_params": optional(points.params, i),
             "stored_bits": float(stored_bits[i]), "bits_per_param": optional(efficiency, i),
             "exact_match": optional(points.exact_match, i), "certified": optional(points.certified, i),
         })  # fmt: skip
@@ -97,7 +97,7 @@ def _summary(law: MemoryLaw, points: LawPoints, rows: list[dict], plan_length: f
     parts.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     show = lambda v, f: "–" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, f)
     for row in rows:
-        mark = " (saturated)" if row["saturated"] else ""
+        mark = " (excluded)" if row["excluded"] else ""
         parts.append(
             f"| {row['rank']:g} | {row['length']:g} | {show(row['ratio'], 'g')} | {show(row['initial_loss'], '.3f')} "
             f"| {show(row['final_loss'], '.3f')}{mark} | {row['delta_loss']:.3f} | {row['predicted_delta_loss']:.3f} "

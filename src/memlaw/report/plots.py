@@ -29,10 +29,10 @@ def _of_ratio(points: LawPoints, ratio: float | None) -> np.ndarray:
 
 
 def predicted_vs_measured(law: MemoryLaw, points: LawPoints, path: Path) -> None:
-    predicted, measured, saturated = (
+    predicted, measured, excluded = (
         law.predict(law.x_of(points), points.length),
         points.delta_loss,
-        points.saturated(law.saturation_loss),
+        ~law.usable(points),
     )
     figure = Figure(figsize=(5, 5))
     axes = figure.subplots()
@@ -40,12 +40,12 @@ def predicted_vs_measured(law: MemoryLaw, points: LawPoints, path: Path) -> None
         pick = _of_ratio(points, ratio)
         label = "" if ratio is None else f"ρ = {ratio:g}"
         axes.scatter(
-            predicted[pick & ~saturated], measured[pick & ~saturated], marker=MARKERS[k % 8], label=label or None
+            predicted[pick & ~excluded], measured[pick & ~excluded], marker=MARKERS[k % 8], label=label or None
         )
-        if (pick & saturated).any():
+        if (pick & excluded).any():
             axes.scatter(
-                predicted[pick & saturated], measured[pick & saturated], marker=MARKERS[k % 8], facecolors="none",
-                edgecolors="grey", label=f"{label} saturated (excluded)".strip(),
+                predicted[pick & excluded], measured[pick & excluded], marker=MARKERS[k % 8], facecolors="none",
+                edgecolors="grey", label=f"{label} excluded (saturated or budget-limited)".strip(),
             )  # fmt: skip
     positive = np.concatenate([predicted[predicted > 0], measured[measured > 0]])
     low, high = positive.min() / 1.3, positive.max() * 1.3
@@ -53,7 +53,7 @@ def predicted_vs_measured(law: MemoryLaw, points: LawPoints, path: Path) -> None
     axes.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high))
     axes.set(xlabel="predicted ΔL (nats/token)", ylabel="measured ΔL (nats/token)")
     axes.set_title(
-        f"{law.formula(fitted=True)}\nR² = {law.r2_:.3f} on {law.n_points_} unsaturated points",
+        f"{law.formula(fitted=True)}\nR² = {law.r2_:.3f} on {law.n_points_} fitted points",
         fontsize=9,
     )
     _plain_log_ticks(axes)
@@ -67,7 +67,7 @@ def delta_vs_length(law: MemoryLaw, points: LawPoints, path: Path) -> None:
     colours = colormaps["viridis"]
     ranks = sorted(set(points.rank.tolist()))
     curve = np.geomspace(points.length.min() / 1.2, points.length.max() * 1.2, 100)
-    saturated = points.saturated(law.saturation_loss)
+    excluded = ~law.usable(points)
     for i, rank in enumerate(ranks):
         colour = colours(i / max(1, len(ranks) - 1))
         x = rank * (points.params / points.rank)[0] if law.x == "params" else rank
@@ -75,14 +75,14 @@ def delta_vs_length(law: MemoryLaw, points: LawPoints, path: Path) -> None:
         for k, ratio in enumerate(_ratios(points)):
             pick = (points.rank == rank) & _of_ratio(points, ratio)
             axes.scatter(
-                points.length[pick & ~saturated],
-                points.delta_loss[pick & ~saturated],
+                points.length[pick & ~excluded],
+                points.delta_loss[pick & ~excluded],
                 color=colour,
                 marker=MARKERS[k % 8],
             )
             axes.scatter(
-                points.length[pick & saturated],
-                points.delta_loss[pick & saturated],
+                points.length[pick & excluded],
+                points.delta_loss[pick & excluded],
                 facecolors="none",
                 edgecolors=colour,
                 marker=MARKERS[k % 8],
@@ -93,7 +93,7 @@ def delta_vs_length(law: MemoryLaw, points: LawPoints, path: Path) -> None:
             axes.scatter([], [], color="grey", marker=MARKERS[k % 8], label=f"ρ = {ratio:g}")
     axes.set(xscale="log", yscale="log", xlabel="answer tokens ℓ", ylabel="ΔL (nats/token)")
     _plain_log_ticks(axes)
-    axes.set_title("ΔL vs ℓ per rank: points measured, lines fitted (hollow: saturated)", fontsize=9)
+    axes.set_title("ΔL vs ℓ per rank: points measured, lines fitted (hollow: excluded)", fontsize=9)
     axes.legend(fontsize=8, ncol=2)
     _save(figure, path)
 

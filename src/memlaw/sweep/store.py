@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from memlaw.probe.result import ProbeResult
 
 #: Bumped when the table layout changes incompatibly; a store of another version is refused, not
-#: migrated silently. Columns added since (new settings, ``RUN_COLUMNS``) are added to older stores.
+#: migrated silently. Columns added since (new settings, ``ADDED_COLUMNS``) are added to older stores.
 STORE_SCHEMA = 1
 
 #: Measurements stored as columns (filterable, exported to CSV).
@@ -39,8 +39,17 @@ COLUMNS = (
 
 #: Probe settings copied into columns too, so that results can be filtered by them.
 SETTING_COLUMNS = settings_where(ProbeConfig, column=True)
-#: Columns that describe how a cell ran rather than what it measured.
-RUN_COLUMNS = {"worker": "TEXT", "stacked_copies": "INTEGER"}
+#: Columns added after the first store schema (NULL in older rows): how a cell ran, and how its
+#: training ended (``stop_reason``, ``budget_limited``, ``loss_slope``).
+ADDED_COLUMNS = {
+    "worker": "TEXT", "stacked_copies": "INTEGER", "stop_reason": "TEXT", "budget_limited": "INTEGER",
+    "loss_slope": "REAL",
+}  # fmt: skip
+
+
+#: Settings since retired, with the value every cell key still carries for them, so that the
+#: cells stored before keep their keys (``stop_when_certified`` became ``until``).
+RETIRED_KEYS = {"stop_when_certified": False}
 
 
 def cell_key(config: ProbeConfig) -> str:
@@ -48,7 +57,7 @@ def cell_key(config: ProbeConfig) -> str:
 
     Settings added after stores existed are left out while at their default, so the cells
     stored before them keep their keys."""
-    settings = {}
+    settings: dict[str, Any] = dict(RETIRED_KEYS)
     for f in fields(config):
         value = getattr(config, f.name)
         if f.metadata["key"] and (f.metadata["keyed_when_default"] or value != f.default):
@@ -78,12 +87,12 @@ class ResultsStore:
                 # NUMERIC affinity: numbers compare as numbers, also against text filters like rank = '8'
                 setting_columns = ", ".join(f"{c} NUMERIC" for c in SETTING_COLUMNS)
                 measure_columns = ", ".join(f"{c} REAL" for c in COLUMNS)
-                run_columns = ", ".join(f"{c} {kind}" for c, kind in RUN_COLUMNS.items())
+                added_columns = ", ".join(f"{c} {kind}" for c, kind in ADDED_COLUMNS.items())
                 self.db.execute(
                     f"""CREATE TABLE cells (
                         cell_key TEXT PRIMARY KEY, status TEXT NOT NULL, error TEXT,
                         config TEXT NOT NULL, memlaw_version TEXT NOT NULL, finished_at REAL NOT NULL,
-                        {setting_columns}, {measure_columns}, {run_columns},
+                        {setting_columns}, {measure_columns}, {added_columns},
                         placement_json TEXT, first_error TEXT, loss_curve TEXT, items TEXT, token_probs BLOB)"""
                 )
             elif found[0] != str(STORE_SCHEMA):
@@ -92,12 +101,12 @@ class ResultsStore:
                     f"schema {STORE_SCHEMA}: use a new --store"
                 )
             present = {row[1] for row in self.db.execute("PRAGMA table_info(cells)")}
-            for column in (*SETTING_COLUMNS, *RUN_COLUMNS):
+            for column in (*SETTING_COLUMNS, *ADDED_COLUMNS):
                 if column in present:
                     continue
                 # a setting or run column added since the store was made: settings come from each
                 # row's stored config (the declared default where the row predates the setting)
-                kind = "NUMERIC" if column in SETTING_COLUMNS else RUN_COLUMNS[column]
+                kind = "NUMERIC" if column in SETTING_COLUMNS else ADDED_COLUMNS[column]
                 self.db.execute(f"ALTER TABLE cells ADD COLUMN {column} {kind}")
                 if column in SETTING_COLUMNS:
                     default = _column_value(next(f.default for f in fields(ProbeConfig) if f.name == column))
@@ -117,7 +126,7 @@ class ResultsStore:
         ]
         row = {
             **self._identity(config, "done", None, worker),
-            "stacked_copies": result.stacked_copies,
+            **{c: _plain(getattr(result, c)) for c in ADDED_COLUMNS if c != "worker"},
             **{c: _plain(getattr(result, c)) for c in COLUMNS},
             "placement_json": json.dumps(result.placement),
             "first_error": json.dumps(result.first_error),
@@ -152,7 +161,7 @@ class ResultsStore:
     def rows(self, where: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Stored cells as dictionaries, filtered by equality on setting or measurement columns."""
         where = where or {}
-        allowed = {"status", *SETTING_COLUMNS, *COLUMNS, *RUN_COLUMNS}
+        allowed = {"status", *SETTING_COLUMNS, *COLUMNS, *ADDED_COLUMNS}
         for column in where:
             if column not in allowed:
                 raise MemlawInputError(f"cannot filter on '{column}': use one of {', '.join(sorted(allowed))}")

@@ -6,15 +6,18 @@ Each phase runs under a ``torch.profiler.record_function`` label (``memlaw.forwa
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.profiler import record_function
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from memlaw.constants import CERTIFY_LOSS
+from memlaw.constants import CERTIFY_LOSS, PLATEAU_CUTS, PLATEAU_FACTOR, UNTIL
 from memlaw.data.encoding import EncodedData
+from memlaw.engine.checkpointing import checkpointed_layers
 from memlaw.engine.prefix_cache import PrefixCache
 from memlaw.errors import MemlawInputError
 from memlaw.measure.teacher_forced import batch_token_losses, evaluate_tokens
@@ -35,21 +38,33 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     check_every: int = 1  # epochs between clean certification checks; 0 turns them off
-    stop_when_certified: bool = False
+    until: str = "budget"
+    max_steps: int = 2000  # the cap of until="converged" (epochs and steps are then ignored)
+    plateau_steps: int = 50  # steps without plateau_tol of improvement that make a plateau
+    plateau_tol: float = 0.01  # nats of mean answer-token loss
     autocast: bool = False  # bf16 autocast of the training forward pass; measurements stay float32
+    checkpoint_layers: bool = False  # recompute the adapted suffix's activations in backward
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "max_steps", "plateau_steps"):
             if getattr(self, name) <= 0:
                 raise MemlawInputError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.steps is not None and self.steps <= 0:
             raise MemlawInputError(f"steps must be a positive integer, got {self.steps}")
         if not self.lr > 0:
             raise MemlawInputError(f"lr must be positive, got {self.lr}")
+        if not self.plateau_tol > 0:
+            raise MemlawInputError(f"plateau_tol must be a positive number of nats, got {self.plateau_tol}")
         if self.check_every < 0:
             raise MemlawInputError(f"check_every must be 0 (never) or a positive integer, got {self.check_every}")
+        if self.until not in UNTIL:
+            raise MemlawInputError(f"until must be {', '.join(UNTIL[:-1])} or {UNTIL[-1]}, got '{self.until}'")
+        if self.until == "converged" and self.check_every == 0:
+            raise MemlawInputError("until converged stops at certification too: it needs check_every > 0")
 
     def total_steps(self, num_items: int, objective: Objective | None = None) -> int:
+        if self.until == "converged":
+            return self.max_steps
         if self.steps is not None:
             return self.steps
         return (objective or SFT()).total_steps(self.epochs, num_items, self.batch_size)
@@ -61,6 +76,12 @@ class TrainLog:
     loss_curve: list[float]  # mean answer-token cross-entropy of each step's batch (before its update)
     certified_step: int | None  # first step count after which a clean check found every p_t > 0.5
     stopped_early: bool
+    stop_reason: str  # budget, certified, converged or max_steps
+    #: Least-squares slope of the loss over the last plateau_steps steps, in nats per step at the
+    #: full learning rate (divided by the mean share of it in force then).
+    loss_slope: float
+    #: Stopped by the budget or the cap while the loss still fell by more than plateau_tol per plateau_steps.
+    budget_limited: bool
 
 
 def train_adapter(
@@ -109,51 +130,63 @@ def train_copies(
     seeds = [config.seed] * copies if seeds is None else seeds
     if config.autocast and not bf16_autocast_available(adapter.model.device):
         raise MemlawInputError("autocast (bf16) needs a GPU or a CPU with bf16 support; train without it here")
-    model, params = adapter.model, adapter.parameters()
+    model = adapter.model
     total = config.total_steps(len(data.items), objective)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    schedule = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=total)
+    # One optimizer and schedule per copy: each copy's learning rate follows its own curve.
+    schedules = [CopySchedule(adapter.copy_parameters(j), config, total, len(data.items)) for j in range(copies)]
     torch.manual_seed(config.seed)  # adapter dropout draws from the global generator
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
     forward_is_check = config.check_every > 0 and len(data.items) <= config.batch_size and not adapter.stochastic
+    stop_at_certified = config.until != "budget"
 
     curves: list[list[float]] = [[] for _ in range(copies)]
+    rates: list[list[float]] = [[] for _ in range(copies)]  # learning rate in force at each step
     certified: list[int | None] = [None] * copies
-    stopped = [False] * copies
+    reasons: list[str | None] = [None] * copies  # set when a copy stops before the end
     step, epoch = 0, 0
     bar = tqdm(total=total, desc="training", unit="step", disable=not progress, leave=False)
-    while step < total and not all(stopped):
+    while step < total and not all(reasons):
         adapter.train(True)
         below = [True] * copies  # every batch of this epoch under the threshold, per copy
+        epoch_losses: list[list[float]] = [[] for _ in range(copies)]
         epoch_orders = (
             objective.epoch_items(epoch, len(data.items), config.batch_size, g, copy=j) for j, g in enumerate(orders)
         )
         batches = zip(*(order.split(config.batch_size) for order in epoch_orders), strict=True)
         for per_copy in batches:
-            indices = [i for part in per_copy for i in part.tolist()]
+            # stopped copies leave the batch (their orders still advance, as they would alone)
+            active = [j for j in range(copies) if reasons[j] is None]
+            indices = [i for j in active for i in per_copy[j].tolist()]
             with (
                 record_function("memlaw.forward"),
                 torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=config.autocast),
+                checkpointed_layers(model, adapter.first_layer) if config.checkpoint_layers else nullcontext(),
+                adapter.only(active) if len(active) < copies else nullcontext(),
             ):
-                tokens = batch_token_losses(model, data, indices, pad_id=pad_id, cache=cache, copies=copies)
+                tokens = batch_token_losses(model, data, indices, pad_id=pad_id, cache=cache, copies=len(active))
+                tokens.copy = torch.tensor(active, device=tokens.copy.device)[tokens.copy]
             with record_function("memlaw.objective"):
                 weights = objective.weights(tokens).detach()
                 loss = copy_losses(tokens.losses, weights, tokens.copy, copies).sum()
                 worst, mean, weighted = copy_stats(tokens.losses.detach(), tokens.copy, copies, weights)  # one sync
-            for j in range(copies):
+            for j in active:
                 below[j] = below[j] and worst[j] < CERTIFY_LOSS
                 if forward_is_check and certified[j] is None and worst[j] < CERTIFY_LOSS:
                     certified[j] = step  # the parameters after ``step`` updates are certified
-                    stopped[j] = config.stop_when_certified
-                if not stopped[j]:
+                    if stop_at_certified and reasons[j] is None:
+                        reasons[j] = "certified"
+                if reasons[j] is None:
                     curves[j].append(mean[j])
-            if all(stopped):
+                    epoch_losses[j].append(mean[j])
+                    rates[j].append(schedules[j].lr)
+            if all(reasons):
                 break
             # Stopped copies, and copies whose objective weighs nothing this step, get no update:
             # without a gradient AdamW leaves their parameters, moments and step count alone, as it
             # does for a lone adapter that skips its backward (the reference's zero-backprop steps).
-            idle = [j for j in range(copies) if stopped[j] or weighted[j] == 0]
-            optimizer.zero_grad(set_to_none=True)
+            idle = [j for j in range(copies) if reasons[j] or weighted[j] == 0]
+            for schedule in schedules:
+                schedule.optimizer.zero_grad(set_to_none=True)
             if len(idle) < copies:
                 with record_function("memlaw.backward"):
                     loss.backward()
@@ -161,8 +194,8 @@ def train_copies(
                     adapter.drop_gradients(idle)
                     adapter.clip_grad_norm_(config.max_grad_norm)
             with record_function("memlaw.optimizer"):
-                optimizer.step()
-                schedule.step()
+                for schedule in schedules:
+                    schedule.step()
             step += 1
             bar.update()
             bar.set_postfix(loss=f"{curves[0][-1] if curves[0] else float('nan'):.3f}")
@@ -170,8 +203,11 @@ def train_copies(
                 break
         epoch += 1
         adapter.train(False)
+        for j, losses in enumerate(epoch_losses):
+            if reasons[j] is None and losses and schedules[j].end_epoch(sum(losses) / len(losses)):
+                reasons[j] = "converged"
         due = config.check_every and (epoch % config.check_every == 0 or step >= total)
-        pending = [j for j in range(copies) if certified[j] is None and below[j] and not stopped[j]]
+        pending = [j for j in range(copies) if certified[j] is None and below[j] and reasons[j] is None]
         if due and pending and not forward_is_check:
             with record_function("memlaw.check"):
                 tokens = evaluate_tokens(
@@ -180,12 +216,74 @@ def train_copies(
             for j in pending:
                 if float(tokens.of_copy(j).losses.max()) < CERTIFY_LOSS:
                     certified[j] = step
-                    stopped[j] = config.stop_when_certified
+                    if stop_at_certified:
+                        reasons[j] = "certified"
     bar.close()
     adapter.train(False)
-    return [
-        TrainLog(len(curves[j]), curves[j], certified[j], stopped_early=len(curves[j]) < total) for j in range(copies)
-    ]
+    end = "max_steps" if config.until == "converged" else "budget"
+    logs = []
+    for j in range(copies):
+        slope = loss_slope(curves[j], rates[j], config.plateau_steps, config.lr)
+        reason = reasons[j] or end
+        limited = reason == end and -slope * config.plateau_steps > config.plateau_tol
+        logs.append(TrainLog(len(curves[j]), curves[j], certified[j], len(curves[j]) < total, reason, slope, limited))
+    return logs
+
+
+class CopySchedule:
+    """One copy's AdamW and learning-rate schedule: linear decay over the budget, or the
+    reduce-on-plateau schedule of ``until="converged"``, which also says when it has converged."""
+
+    def __init__(self, params: list[torch.nn.Parameter], config: TrainConfig, total: int, num_items: int):
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.plateau: ReduceLROnPlateau | None = None
+        self.linear = None
+        if config.until == "converged":
+            # the loss is judged once an epoch, on its mean: patience in epochs covers plateau_steps
+            epoch_steps = -(-num_items // config.batch_size)
+            self.plateau = ReduceLROnPlateau(
+                self.optimizer,
+                factor=PLATEAU_FACTOR,
+                patience=max(1, -(-config.plateau_steps // epoch_steps)) - 1,
+                threshold=config.plateau_tol,
+                threshold_mode="abs",
+                min_lr=config.lr * PLATEAU_FACTOR**PLATEAU_CUTS,
+            )
+        else:
+            self.linear = get_linear_schedule_with_warmup(self.optimizer, num_warmup_steps=0, num_training_steps=total)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def step(self) -> None:
+        self.optimizer.step()
+        if self.linear is not None:
+            self.linear.step()
+
+    def end_epoch(self, mean_loss: float) -> bool:
+        """Feed the plateau schedule an epoch's mean loss; True once the last rate has plateaued."""
+        if self.plateau is None:
+            return False
+        floor = self.plateau.min_lrs[0] * (1 + 1e-6)  # the cuts land on the floor up to rounding
+        at_floor, best, bad = self.lr <= floor, self.plateau.best, self.plateau.num_bad_epochs
+        self.plateau.step(mean_loss)
+        return at_floor and self.plateau.best == best and bad + 1 > self.plateau.patience
+
+
+def loss_slope(curve: list[float], rates: list[float], window: int, lr: float) -> float:
+    """Least-squares slope of the last ``window`` losses in nats per step, divided by the mean
+    share of the full learning rate in force then: under a decaying schedule a loss that barely
+    moves because the rate is near zero is not a converged loss."""
+    tail, tail_rates = curve[-window:], rates[-window:]
+    if len(tail) < 2:
+        return 0.0
+    steps = torch.arange(len(tail), dtype=torch.float64)
+    values = torch.tensor(tail, dtype=torch.float64)
+    centred = steps - steps.mean()
+    slope = float((centred * (values - values.mean())).sum() / (centred**2).sum())
+    share = sum(tail_rates) / len(tail_rates) / lr
+    return slope / share if share > 0 else slope
 
 
 def copy_stats(

@@ -1,0 +1,93 @@
+"""Stopping rules on real training curves: budget, certified, converged (plateau) and the cap."""
+
+import pytest
+
+from memlaw.data import encode_items, long_context_item
+from memlaw.errors import MemlawInputError
+from memlaw.models import build_tiny_model
+from memlaw.placements import BypassConfig
+from memlaw.probe import ProbeConfig, run_probe, run_probes
+from memlaw.training import SFT, TrainConfig, train_adapter
+from memlaw.training.trainer import loss_slope
+
+
+def random_tokens(tokenizer, length, seed=0):
+    return encode_items([long_context_item(tokenizer, length, 1.0, vocab_size=len(tokenizer), seed=seed)], tokenizer)
+
+
+def train(tokenizer, data, rank=1, **settings):
+    loaded = build_tiny_model(tokenizer)
+    adapter = BypassConfig(rank=rank).attach(loaded.model, seed=0)
+    return train_adapter(adapter, data, SFT(), TrainConfig(**settings), pad_id=tokenizer.pad_token_id)
+
+
+def test_converged_stops_on_a_plateau_of_the_last_learning_rate(tokenizer):
+    # rank 1 cannot hold 96 random tokens: the loss falls, flattens, and training ends there
+    data = random_tokens(tokenizer, 96)
+    log = train(tokenizer, data, until="converged", max_steps=3000, plateau_steps=20, plateau_tol=0.01, lr=2e-2)
+    assert log.stop_reason == "converged" and log.certified_step is None
+    assert 60 <= log.steps < 3000 and not log.budget_limited
+    curve = log.loss_curve
+    assert curve[-1] < curve[0] - 1.0, "it learned before it stopped"
+    # the rule: the last 20 steps did not beat the best loss before them by 0.01 nats
+    assert min(curve[-20:]) > min(curve[:-20]) - 0.01
+
+
+def test_a_budget_that_ends_while_the_loss_falls_is_budget_limited(tokenizer):
+    data = random_tokens(tokenizer, 96)
+    log = train(tokenizer, data, steps=30, lr=2e-2)
+    assert log.stop_reason == "budget" and log.budget_limited and log.loss_slope < 0
+    capped = train(tokenizer, data, until="converged", max_steps=30, lr=2e-2)
+    assert capped.stop_reason == "max_steps" and capped.budget_limited and capped.steps == 30
+
+
+def test_a_long_budget_on_a_memorised_item_is_not_budget_limited(tokenizer):
+    data = random_tokens(tokenizer, 12)
+    log = train(tokenizer, data, rank=8, steps=400, lr=2e-2)
+    assert log.stop_reason == "budget" and log.certified_step is not None and not log.budget_limited
+
+
+def test_certified_and_converged_both_stop_at_certification(tokenizer):
+    data = random_tokens(tokenizer, 12)
+    for until in ("certified", "converged"):
+        log = train(tokenizer, data, rank=8, until=until, epochs=400, lr=2e-2)
+        assert log.stop_reason == "certified" and log.steps == log.certified_step < 400
+
+
+def test_the_slope_is_judged_at_the_full_learning_rate():
+    # the same fall per step, once at the full rate and once at a tenth of it
+    curve = [5.0 - 0.01 * t for t in range(50)]
+    assert loss_slope(curve, [1e-2] * 50, 50, 1e-2) == pytest.approx(-0.01)
+    assert loss_slope(curve, [1e-3] * 50, 50, 1e-2) == pytest.approx(-0.1)
+    assert loss_slope(curve[-1:], [1e-2], 50, 1e-2) == 0.0
+
+
+def test_stacked_copies_converge_on_their_own_schedules(tokenizer, same_result):
+    base = {"data": "longcontext", "length": 48, "lr": 2e-2, "until": "converged", "max_steps": 600}
+    base["plateau_steps"] = 20
+    configs = [ProbeConfig(**base, rank=r, seed=s) for r, s in [(16, 1), (1, 0)]]
+    quick, slow = run_probes(configs, build_tiny_model(tokenizer), max_copies=2)
+    assert (quick.stacked_copies, quick.stop_reason, slow.stop_reason) == (2, "certified", "converged")
+    assert quick.steps < slow.steps / 5, "the certified copy left the batch long before the other stopped"
+    same_result(quick, run_probe(configs[0], build_tiny_model(tokenizer)))
+    # Once the quick copy leaves, the batch shape and so the float rounding change: the slow copy
+    # follows its lone trajectory within float noise, which can move its plateau by a few steps.
+    alone = run_probe(configs[1], build_tiny_model(tokenizer))
+    assert (slow.stop_reason, slow.budget_limited) == (alone.stop_reason, alone.budget_limited)
+    assert slow.steps == pytest.approx(alone.steps, rel=0.05)
+    assert slow.final_loss == pytest.approx(alone.final_loss, rel=1e-3)
+    assert slow.loss_curve[:100] == pytest.approx(alone.loss_curve[:100], abs=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"until": "forever"}, "until must be budget, certified or converged"),
+        ({"until": "converged", "check_every": 0}, "needs check_every > 0"),
+        ({"plateau_tol": 0.0}, "plateau_tol must be a positive"),
+        ({"max_steps": 0}, "max_steps must be a positive"),
+    ],
+)
+def test_bad_stopping_settings(settings, message):
+    with pytest.raises(MemlawInputError, match=message):
+        TrainConfig(**settings)
