@@ -8,8 +8,8 @@ the rule stops where the capacity is, the longer runs reach no lower loss than t
 allows. Printed: a table per cell, the largest gap, and the law fitted on each set of cells with
 its 95 % intervals (are the constants stable within them?).
 
-    python benchmarks/budget.py                        # ranks 1 4 16 × ℓ 16 32 64, tolerance 0.05
-    python benchmarks/budget.py --ranks 1 4 --lengths 32 --tolerance 0.05
+    python benchmarks/budget.py                        # ranks 1 2 × ℓ 48 64, tolerance 0.05
+    python benchmarks/budget.py --ranks 1 2 --lengths 48 64 96 --bf16
 """
 
 from __future__ import annotations
@@ -47,15 +47,16 @@ def describe_law(name: str, results) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[48, 64])
     parser.add_argument("--max-steps", type=int, default=2000)
     parser.add_argument("--tolerance", type=float, default=0.05, help="nats: largest final-loss gap called 'no move'")
+    parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast (on a CPU with bf16 units)")
     args = parser.parse_args()
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     loaded = load_model(device="cpu")
-    base = {"data": "longcontext", "ratio": 1.0}
+    base = {"data": "longcontext", "ratio": 1.0, "autocast": args.bf16}
     configs = [
         ProbeConfig(**base, length=length, rank=rank, until="converged", max_steps=args.max_steps)
         for length in args.lengths

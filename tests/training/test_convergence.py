@@ -1,10 +1,12 @@
 """Stopping rules on real training curves: budget, certified, converged (plateau) and the cap."""
 
 import pytest
+import torch
 
 from memlaw.data import encode_items, long_context_item
 from memlaw.errors import MemlawInputError
 from memlaw.models import build_tiny_model
+from memlaw.models.loading import bf16_autocast_available
 from memlaw.placements import BypassConfig
 from memlaw.probe import ProbeConfig, run_probe, run_probes
 from memlaw.training import SFT, TrainConfig, train_adapter
@@ -91,3 +93,10 @@ def test_stacked_copies_converge_on_their_own_schedules(tokenizer, same_result):
 def test_bad_stopping_settings(settings, message):
     with pytest.raises(MemlawInputError, match=message):
         TrainConfig(**settings)
+
+
+@pytest.mark.skipif(not bf16_autocast_available(torch.device("cpu")), reason="this CPU has no bf16 matrix units")
+def test_a_bf16_run_that_stops_at_certification_is_certified_in_float32(tokenizer):
+    config = ProbeConfig(data="longcontext", length=12, rank=8, lr=2e-2, epochs=400, until="certified", autocast=True)
+    result = run_probe(config, build_tiny_model(tokenizer))
+    assert result.stop_reason == "certified" and result.certified and result.certified_step == result.steps

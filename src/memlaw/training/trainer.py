@@ -122,9 +122,10 @@ def train_copies(
 
     Certification: a copy's clean check runs after an epoch in which every training batch of
     that copy was already below ln 2 (a cheap trigger; without it a check would cost a forward
-    pass over all items per epoch). When an epoch is a single batch and the adapter has no
-    dropout, each step's forward pass *is* that check for the previous step, so
-    ``certified_step`` is exact; otherwise it is an upper bound at epoch granularity.
+    pass over all items per epoch). When an epoch is a single batch, the adapter has no
+    dropout and the forward pass runs in float32 (no autocast), each step's forward pass *is*
+    that check for the previous step, so ``certified_step`` is exact; otherwise it is an upper
+    bound at epoch granularity.
     """
     copies = adapter.copies
     seeds = [config.seed] * copies if seeds is None else seeds
@@ -136,7 +137,13 @@ def train_copies(
     schedules = [CopySchedule(adapter.copy_parameters(j), config, total, len(data.items)) for j in range(copies)]
     torch.manual_seed(config.seed)  # adapter dropout draws from the global generator
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
-    forward_is_check = config.check_every > 0 and len(data.items) <= config.batch_size and not adapter.stochastic
+    # a training forward pass is a clean check when it sees every item, without dropout, in float32
+    forward_is_check = (
+        config.check_every > 0
+        and len(data.items) <= config.batch_size
+        and not adapter.stochastic
+        and not config.autocast
+    )
     stop_at_certified = config.until != "budget"
 
     curves: list[list[float]] = [[] for _ in range(copies)]
