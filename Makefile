@@ -21,10 +21,12 @@ install: $(STAMP)
 
 # The main job on the default model (SmolLM2-135M-Instruct): a 24-probe sweep (resumable), the
 # law fitted to it, a rank planned for 128 tokens, and a report folder with the figures.
+# Its probes train for a fixed budget (60 epochs), so the law describes that budget: the fit
+# keeps the budget-limited cells it would otherwise leave out (docs/convergence.md).
 DEMO := runs/demo
 demo: $(STAMP)
 	$(BIN)/memlaw sweep examples/demo-smollm2.yaml --store $(DEMO)/sweep.db
-	$(BIN)/memlaw fit --from $(DEMO)/sweep.db --out $(DEMO)/law.json
+	$(BIN)/memlaw fit --from $(DEMO)/sweep.db --keep-budget-limited --out $(DEMO)/law.json
 	$(BIN)/memlaw plan --law $(DEMO)/law.json --length 128 --ratio 1.0
 	rm -rf $(DEMO)/report
 	$(BIN)/memlaw report --from $(DEMO)/sweep.db --law $(DEMO)/law.json --plan-length 128 --out $(DEMO)/report

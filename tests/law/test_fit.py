@@ -80,7 +80,7 @@ def test_the_law_is_a_scikit_learn_style_estimator():
     law = MemoryLaw(form="no_offset", bootstrap=3, seed=7)
     assert law.get_params() == {
         "form": "no_offset", "x": "rank", "loss": "squares", "huber_scale": 0.1,
-        "saturation": "certified", "saturation_loss": pytest.approx(0.6931, abs=1e-4), "keep_budget_limited": False,
+        "saturation": "loss", "saturation_loss": pytest.approx(0.6931, abs=1e-4), "keep_budget_limited": False,
         "bootstrap": 3, "seed": 7,
     }  # fmt: skip
     assert not any(name.endswith("_") for name in vars(law))  # nothing learned before fit
@@ -90,18 +90,19 @@ def test_the_law_is_a_scikit_learn_style_estimator():
         MemoryLaw(form="cubic").fit(*synthetic())  # validated in fit, not in __init__
 
 
-def test_certified_cells_are_saturated_and_converged_ones_below_ln2_stay():
+def test_the_certified_rule_keeps_uncertified_cells_below_ln2_and_the_loss_rule_does_not():
     ranks, lengths, delta = synthetic()
     final = np.full_like(delta, 3.0)
     final[[2, 3]] = 0.3  # converged below ln 2 without certifying: the cells plans are made for
     certified = np.zeros_like(delta)
     certified[[7, 8]] = 1
-    law = MemoryLaw(bootstrap=0).fit(ranks, lengths, delta, final, certified=certified)
+    law = MemoryLaw(bootstrap=0, saturation="certified").fit(ranks, lengths, delta, final, certified=certified)
     assert law.excluded_.tolist() == [7, 8] and law.saturation_applied_ == "certified"
-    by_loss = MemoryLaw(bootstrap=0, saturation="loss").fit(ranks, lengths, delta, final, certified=certified)
+    by_loss = MemoryLaw(bootstrap=0).fit(ranks, lengths, delta, final, certified=certified)
     assert by_loss.excluded_.tolist() == [2, 3] and by_loss.saturation_applied_ == "loss"
     # without a record of certification the loss rule applies
-    assert MemoryLaw(bootstrap=0).fit(ranks, lengths, delta, final).saturation_applied_ == "loss"
+    unrecorded = MemoryLaw(bootstrap=0, saturation="certified").fit(ranks, lengths, delta, final)
+    assert unrecorded.saturation_applied_ == "loss"
 
 
 def test_budget_limited_cells_are_excluded_and_counted():

@@ -1,6 +1,7 @@
 """Sweeps on a tiny local model: a full grid, resume, failures, SIGKILL, bad configs, results."""
 
 import csv
+import json
 import os
 import signal
 import sqlite3
@@ -251,3 +252,22 @@ def test_workers_belong_to_the_local_backend(tiny_dir, tmp_path):
     config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"length": [8]}, epochs=1)
     with pytest.raises(MemlawInputError, match="--workers is for the local backend"):
         run_sweep(load_sweep(config), ResultsStore(tmp_path / "r.db"), backend="ray", workers=2)
+
+
+def test_set_fixes_a_setting_on_top_of_the_config(tiny_dir, tmp_path, cli):
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"rank": [1, 2]}, length=6, epochs=1)
+    db = str(tmp_path / "r.db")
+    code, out, err = cli(
+        "sweep", str(config), "--store", db, "--quiet", "--set", "epochs=3", "--set", "until=certified"
+    )
+    assert code == 0, err
+    rows = ResultsStore(db).rows()
+    assert [json.loads(r["config"])["epochs"] for r in rows] == [3, 3] and {r["until"] for r in rows} == {"certified"}
+    for argv, message in (
+        (["--set", "rank=3"], "--set rank: 'rank' is an axis"),
+        (["--set", "epochs"], "--set needs SETTING=VALUE"),
+        (["--set", "epochs=many"], "setting 'epochs' must be an integer"),
+    ):
+        code, _, err = cli("sweep", str(config), "--store", str(tmp_path / "x.db"), *argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+        assert not (tmp_path / "x.db").exists()

@@ -19,10 +19,10 @@ def add_fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", default="squares", choices=LOSSES, help="least squares or Huber")
     parser.add_argument(
         "--saturation",
-        default="certified",
+        default="loss",
         choices=SATURATION_RULES,
-        help="which cells count as saturated and are left out: the certified ones (default), or those whose final "
-        "loss is below --saturation-loss (what applies when the cells do not record certification)",
+        help="which cells count as saturated and are left out: those whose final loss is below --saturation-loss "
+        "(default), or the certified ones only (see docs/convergence.md)",
     )
     parser.add_argument("--saturation-loss", type=float, default=CERTIFY_LOSS, help="the loss rule's threshold")
     parser.add_argument(

@@ -8,6 +8,8 @@ import io
 import sys
 from pathlib import Path
 
+import yaml
+
 from memlaw.cli.common import quiet_libraries
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_text_atomic
@@ -27,6 +29,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--workers", type=int, default=1, help="local: processes running cells (each loads the model)")
     sweep.add_argument("--address", help="ray: address of an existing cluster (default: start a local one)")
     sweep.add_argument("--retry-failed", action="store_true", help="run again the cells stored as failed")
+    sweep.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SETTING=VALUE",
+        help="fix a setting on top of the config's 'fixed' section (repeatable; YAML values)",
+    )  # fmt: skip
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(run=run_sweep_command)
 
@@ -38,10 +44,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     results.set_defaults(run=run_results_command)
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, object]:
+    overrides = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not name:
+            raise MemlawInputError(f"--set needs SETTING=VALUE, got '{pair}'")
+        try:
+            overrides[name.replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise MemlawInputError(f"--set {name}: '{value}' is not a YAML value ({err})") from err
+    return overrides
+
+
 def run_sweep_command(args: argparse.Namespace) -> int:
     from memlaw.sweep.runner import run_sweep
 
-    sweep = load_sweep(args.config)
+    sweep = load_sweep(args.config, parse_overrides(args.overrides))
     quiet_libraries()
     with ResultsStore(args.store) as store:
         report = run_sweep(

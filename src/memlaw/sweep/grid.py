@@ -41,7 +41,8 @@ class SweepConfig:
         ]
 
 
-def load_sweep(path: str | Path) -> SweepConfig:
+def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
+    """The sweep in ``path``; ``overrides`` set fixed settings on top of the file's (``--set``)."""
     raw = read_yaml(path)
     unknown = sorted(set(raw) - {"grid", "fixed"})
     if unknown:
@@ -51,6 +52,10 @@ def load_sweep(path: str | Path) -> SweepConfig:
         raise MemlawInputError(f"{path}: 'grid' must map at least one probe setting to a list of values")
     if not isinstance(fixed, dict):
         raise MemlawInputError(f"{path}: 'fixed' must map probe settings to values")
+    for name in overrides or {}:
+        if name in grid:
+            raise MemlawInputError(f"--set {name}: '{name}' is an axis of {path}; change the grid instead")
+    fixed = {**fixed, **(overrides or {})}
     hints = typing.get_type_hints(ProbeConfig)
     known = {f.name for f in fields(ProbeConfig)}
     for name in list(grid) + list(fixed):
