@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import yaml
 
 from memlaw.law import LawPoints, MemoryLaw, plan_rank
 from memlaw.law.cost import fit_cost, predict_steps
@@ -53,3 +54,28 @@ def test_no_cost_without_probes_that_stopped_on_their_own():
     plan = plan_rank(law, 100, initial_loss=11.0)
     assert plan.predicted_steps is None
     assert any("not predicted" in line for line in plan.describe("rank"))
+
+
+def test_cost_from_a_real_store_of_converged_probes(tiny_dir, tmp_path):
+    import socket
+
+    from memlaw.law.points import load_points
+    from memlaw.sweep import ResultsStore, load_sweep, run_sweep
+
+    config = tmp_path / "s.yaml"
+    grid = {"rank": [1, 4, 16], "length": [12, 24]}
+    fixed = {"model": tiny_dir, "data": "longcontext", "until": "converged", "lr": 0.02, "max_steps": 400}
+    config.write_text(yaml.safe_dump({"grid": grid, "fixed": {**fixed, "plateau_steps": 20}}))
+    run_sweep(load_sweep(config), ResultsStore(tmp_path / "r.db"))
+    points = load_points(tmp_path / "r.db")
+    assert {"certified", "converged"} <= set(points.stop_reason) and points.provenance["until"] == "converged"
+    assert "plateau" in points.provenance["lr_schedule"] and points.hosts == [socket.gethostname()]
+    stopped = points.subset(np.isin(points.stop_reason, ["certified", "converged"]))  # what MemoryLaw fits on
+    cost = fit_cost(stopped)
+    model = cost["steps_to_stop"]
+    assert model["cells"] == len(stopped.rank) >= 4 and cost["hosts"] == points.hosts
+    for rank, length, steps in zip(stopped.rank, stopped.length, stopped.steps, strict=True):
+        predicted, low, high = predict_steps(model, rank, length)
+        # the fitted law reproduces its own cells within a few times its typical spread
+        assert low / model["spread"] ** 2 <= steps <= high * model["spread"] ** 2
+    assert cost["seconds_per_step"]["intercept"] + cost["seconds_per_step"]["per_token"] * 24 > 0
