@@ -1,11 +1,15 @@
 """Cost models: steps to certify / stop as power laws of r and ℓ, seconds per step, and plans that use them."""
 
+import socket
+
 import numpy as np
 import pytest
 import yaml
 
 from memlaw.law import LawPoints, MemoryLaw, plan_rank
 from memlaw.law.cost import fit_cost, predict_steps
+from memlaw.law.points import load_points
+from memlaw.sweep import ResultsStore, load_sweep, run_sweep
 
 
 def converged_points(noise=0.0):
@@ -57,11 +61,6 @@ def test_no_cost_without_probes_that_stopped_on_their_own():
 
 
 def test_cost_from_a_real_store_of_converged_probes(tiny_dir, tmp_path):
-    import socket
-
-    from memlaw.law.points import load_points
-    from memlaw.sweep import ResultsStore, load_sweep, run_sweep
-
     config = tmp_path / "s.yaml"
     grid = {"rank": [1, 4, 16], "length": [12, 24]}
     fixed = {"model": tiny_dir, "data": "longcontext", "until": "converged", "lr": 0.02, "max_steps": 400}
