@@ -61,6 +61,8 @@ class TrainConfig:
             raise MemlawInputError(f"until must be {', '.join(UNTIL[:-1])} or {UNTIL[-1]}, got '{self.until}'")
         if self.until == "converged" and self.check_every == 0:
             raise MemlawInputError("until converged stops at certification too: it needs check_every > 0")
+        if self.until == "converged" and self.steps is not None:
+            raise MemlawInputError("--steps is a fixed budget; with --until converged cap the steps with --max-steps")
 
     def total_steps(self, num_items: int, objective: Objective | None = None) -> int:
         if self.until == "converged":
