@@ -81,7 +81,7 @@ class ProbeResult:
             f"greedy recall: exact match {self.exact_match:.1%} of items, token accuracy {self.token_accuracy:.1%}",
         ]
         ended = {
-            "budget": "its budget ran out", "certified": "certification", "converged": "a plateau of the loss",
+            "budget": "the end of its budget", "certified": "certification", "converged": "a plateau of the loss",
             "max_steps": "the cap on steps",
         }[self.stop_reason]  # fmt: skip
         falling = "; the loss was still falling: budget-limited" if self.budget_limited else ""
