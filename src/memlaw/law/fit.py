@@ -107,7 +107,9 @@ class MemoryLaw:
                 raise MemlawInputError(f"{name} holds NaN or infinite values")
         if np.any(x <= 0) or np.any(length <= 0):
             raise MemlawInputError("ranks and lengths must be positive")
-        saturated, limited = self._exclusions(len(delta), final_loss, certified, budget_limited)
+        saturated, limited, self.saturation_applied_ = self._exclusions(
+            len(delta), final_loss, certified, budget_limited
+        )
         keep = ~saturated & ~limited
         self.excluded_ = np.flatnonzero(~keep)
         self.n_excluded_ = len(self.excluded_)
@@ -134,10 +136,9 @@ class MemoryLaw:
         self.provenance_, self.reference_, self.cost_ = {}, {}, None
         return self
 
-    def _exclusions(self, n: int, final_loss, certified, budget_limited) -> tuple[np.ndarray, np.ndarray]:
-        """(saturated, budget-limited) masks under this law's rules; records which saturation rule applied."""
+    def _exclusions(self, n: int, final_loss, certified, budget_limited) -> tuple[np.ndarray, np.ndarray, str]:
+        """(saturated, budget-limited) masks under this law's rules, and the saturation rule that applied."""
         by_certified = self.saturation == "certified" and certified is not None
-        self.saturation_applied_ = "certified" if by_certified else "loss"
         if by_certified:
             saturated = np.asarray(certified, dtype=np.float64) == 1
         elif final_loss is not None:
@@ -147,7 +148,7 @@ class MemoryLaw:
         limited = np.zeros(n, dtype=bool)
         if budget_limited is not None and not self.keep_budget_limited:
             limited = np.asarray(budget_limited, dtype=np.float64) == 1
-        return saturated, limited
+        return saturated, limited, "certified" if by_certified else "loss"
 
     def excluded_words(self) -> str:
         rule = "certified" if self.saturation_applied_ == "certified" else f"final loss < {self.saturation_loss:.3f}"
@@ -182,7 +183,7 @@ class MemoryLaw:
 
     def usable(self, points: LawPoints) -> np.ndarray:
         """The points this law's rules would fit (neither saturated nor budget-limited)."""
-        saturated, limited = self._exclusions(
+        saturated, limited, _ = self._exclusions(
             len(points.rank), points.final_loss, points.certified, points.budget_limited
         )
         return ~saturated & ~limited

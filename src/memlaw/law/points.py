@@ -18,6 +18,8 @@ from memlaw.probe.config import ProbeConfig
 
 #: Provenance kept with a fitted law: the settings the points were measured with.
 PROVENANCE = settings_where(ProbeConfig, provenance=True)
+#: Declared defaults, for stored configs that predate a setting.
+DEFAULTS = {f.name: f.default for f in fields(ProbeConfig)}
 
 
 @dataclass
@@ -98,7 +100,8 @@ def _from_rows(rows: list[dict[str, Any]], path: Path) -> LawPoints:
         provenance[key] = [json.loads(v) for v in values] if len(values) > 1 else json.loads(values[0])
     provenance["ratios"] = sorted({c["ratio"] for c in configs})
     schedules = {
-        lr_schedule(c.get("until", "budget"), c.get("plateau_steps", 50), c.get("plateau_tol", 0.01)) for c in configs
+        lr_schedule(*(c.get(name, DEFAULTS[name]) for name in ("until", "plateau_steps", "plateau_tol")))
+        for c in configs
     }
     provenance["lr_schedule"] = sorted(schedules) if len(schedules) > 1 else schedules.pop()
     column = lambda name: np.array([np.nan if r.get(name) is None else float(r[name]) for r in rows])

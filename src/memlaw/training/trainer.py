@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.profiler import record_function
@@ -173,7 +174,8 @@ def train_copies(
                 adapter.only(active) if len(active) < copies else nullcontext(),
             ):
                 tokens = batch_token_losses(model, data, indices, pad_id=pad_id, cache=cache, copies=len(active))
-                tokens.copy = torch.tensor(active, device=tokens.copy.device)[tokens.copy]
+                if len(active) < copies:  # blocks of the active copies back to copy numbers
+                    tokens.copy = torch.tensor(active, device=tokens.copy.device)[tokens.copy]
             with record_function("memlaw.objective"):
                 weights = objective.weights(tokens).detach()
                 loss = copy_losses(tokens.losses, weights, tokens.copy, copies).sum()
@@ -287,10 +289,7 @@ def loss_slope(curve: list[float], rates: list[float], window: int, lr: float) -
     tail, tail_rates = curve[-window:], rates[-window:]
     if len(tail) < 2:
         return 0.0
-    steps = torch.arange(len(tail), dtype=torch.float64)
-    values = torch.tensor(tail, dtype=torch.float64)
-    centred = steps - steps.mean()
-    slope = float((centred * (values - values.mean())).sum() / (centred**2).sum())
+    slope = float(np.polyfit(np.arange(len(tail)), tail, 1)[0])
     share = sum(tail_rates) / len(tail_rates) / lr
     return slope / share if share > 0 else slope
 
