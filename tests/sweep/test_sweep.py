@@ -93,11 +93,39 @@ BAD_SWEEPS = {
     "bad range": ({"grid": {"rank": {"start": 1, "stop": 4}}}, "needs exactly start, stop and step"),
     "unknown section": ({"grid": {"rank": [1]}, "fixd": {}}, "unknown section 'fixd'"),
     "no grid": ({"fixed": {"rank": 1}}, "'grid' must map"),
+    "empty grid in a list": ({"grid": [{"rank": [1]}, {}]}, "'grid' must map"),
+    "list of values as grid": ({"grid": [1, 2]}, "'grid' must map"),
+    "axis in a listed grid also fixed": (
+        {"grid": [{"rank": [1]}, {"length": [4]}], "fixed": {"length": 4}},
+        "both an axis",
+    ),
     "invalid cell": (
         {"grid": {"ratio": [0.5, 2.0]}, "fixed": {"data": "longcontext", "length": 4}},
         "ratio must be within",
     ),
 }
+
+
+def test_a_list_of_grids_is_the_union_of_their_cells_in_order(tmp_path):
+    # lengths that follow the rank, as a capacity sweep needs; (2, 12) is listed twice, runs once
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "grid": [
+                    {"rank": [1], "length": [8, 12]},
+                    {"rank": [2], "length": [12, 16]},
+                    {"rank": [2], "length": [12]},
+                ],
+                "fixed": {"data": "longcontext", "epochs": 2},
+            }
+        )
+    )
+    cells = load_sweep(path).cells()
+    assert [(c.rank, c.length) for c in cells] == [(1, 8), (1, 12), (2, 12), (2, 16)]
+    assert all(c.epochs == 2 for c in cells)
+    with pytest.raises(MemlawInputError, match="'length' is an axis"):
+        load_sweep(path, {"length": 4})
 
 
 @pytest.mark.parametrize("case", BAD_SWEEPS, ids=list(BAD_SWEEPS))

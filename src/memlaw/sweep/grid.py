@@ -10,6 +10,14 @@ fixed:                # the same in every cell
   epochs: 100
 ```
 
+``grid`` may also be a list of such mappings: the sweep is then the union of their
+combinations, in order (a cell listed twice runs once). That lets lengths follow the rank,
+as a capacity sweep needs::
+
+    grid:
+      - {rank: [1], length: [64, 96, 128]}
+      - {rank: [2], length: [128, 192, 256]}
+
 Any probe setting can be an axis. Values are type-checked against ``ProbeConfig`` where the
 config is read, so a bad sweep fails before any model is loaded.
 """
@@ -29,16 +37,20 @@ from memlaw.probe.config import ProbeConfig
 
 @dataclass
 class SweepConfig:
-    axes: dict[str, list[Any]]
+    grids: list[dict[str, list[Any]]]  # each crossed on its own; the sweep is their union
     fixed: dict[str, Any]
 
     def cells(self) -> list[ProbeConfig]:
-        """One probe per combination, in a stable order (the last axis varies fastest)."""
-        names = list(self.axes)
-        return [
-            ProbeConfig(**self.fixed, **dict(zip(names, values, strict=True)))
-            for values in itertools.product(*(self.axes[n] for n in names))
-        ]
+        """One probe per combination, in a stable order (grid by grid, the last axis varying
+        fastest), each distinct cell once."""
+        cells: list[ProbeConfig] = []
+        for axes in self.grids:
+            names = list(axes)
+            for values in itertools.product(*(axes[n] for n in names)):
+                cell = ProbeConfig(**self.fixed, **dict(zip(names, values, strict=True)))
+                if cell not in cells:
+                    cells.append(cell)
+        return cells
 
 
 def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
@@ -48,28 +60,35 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
     if unknown:
         raise MemlawInputError(f"{path}: unknown section '{unknown[0]}' (a sweep has 'grid' and 'fixed')")
     grid, fixed = raw.get("grid") or {}, raw.get("fixed") or {}
-    if not isinstance(grid, dict) or not grid:
-        raise MemlawInputError(f"{path}: 'grid' must map at least one probe setting to a list of values")
+    grids = grid if isinstance(grid, list) else [grid]
+    if not grids or not all(isinstance(g, dict) and g for g in grids):
+        raise MemlawInputError(
+            f"{path}: 'grid' must map at least one probe setting to a list of values (or be a list of such mappings)"
+        )
     if not isinstance(fixed, dict):
         raise MemlawInputError(f"{path}: 'fixed' must map probe settings to values")
+    axis_names = {name for g in grids for name in g}
     for name in overrides or {}:
-        if name in grid:
+        if name in axis_names:
             raise MemlawInputError(f"--set {name}: '{name}' is an axis of {path}; change the grid instead")
     fixed = {**fixed, **(overrides or {})}
     hints = typing.get_type_hints(ProbeConfig)
     known = {f.name for f in fields(ProbeConfig)}
-    for name in list(grid) + list(fixed):
+    for name in sorted(axis_names) + list(fixed):
         if name.replace("-", "_") not in known:
             raise MemlawInputError(f"{path}: unknown axis or setting '{name}' (known: {', '.join(sorted(known))})")
-    overlap = sorted(set(grid) & set(fixed))
+    overlap = sorted(axis_names & set(fixed))
     if overlap:
         raise MemlawInputError(f"{path}: '{overlap[0]}' is both an axis and a fixed setting")
-    axes = {name.replace("-", "_"): _axis_values(path, name, spec) for name, spec in grid.items()}
-    axes = {name: [check_value(name, v, hints[name]) for v in values] for name, values in axes.items()}
     fixed = {name.replace("-", "_"): check_value(name, v, hints[name.replace("-", "_")]) for name, v in fixed.items()}
-    sweep = SweepConfig(axes, fixed)
+    sweep = SweepConfig([_axes(path, g, hints) for g in grids], fixed)
     sweep.cells()  # builds every ProbeConfig once: their own checks (ranges, required settings) run here
     return sweep
+
+
+def _axes(path: str | Path, grid: dict[str, Any], hints: dict[str, Any]) -> dict[str, list[Any]]:
+    axes = {name.replace("-", "_"): _axis_values(path, name, spec) for name, spec in grid.items()}
+    return {name: [check_value(name, v, hints[name]) for v in values] for name, values in axes.items()}
 
 
 def _axis_values(path: str | Path, name: str, spec: Any) -> list[Any]:
