@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -126,3 +128,20 @@ def test_few_or_unrecorded_points_are_warned_about():
     assert any("do not record whether their loss had converged" in w for w in law.warnings_)
     few = MemoryLaw(bootstrap=0).fit(ranks[:6], lengths[:6] * np.arange(1, 7), delta[:6])
     assert any("only 6 points fitted for 4 constants" in w for w in few.warnings_)
+
+
+def test_a_logarithmic_law_is_recognised_and_its_identified_rates_reported():
+    # ΔL = 26 + 6·ln r − 4·ln ℓ is the power law's limit α, β → 0 (what converged probes near
+    # capacity measured on the default model): C and b run off, C·α, C·β and α/β stay put
+    rng = np.random.default_rng(0)
+    ranks, lengths = (a.ravel().astype(float) for a in np.meshgrid([1, 2, 3, 4], [24, 48, 96, 192]))
+    delta = 26 + 6.0 * np.log(ranks) - 4.0 * np.log(lengths) + rng.normal(0, 0.05, ranks.shape)
+    law = MemoryLaw(bootstrap=200, seed=0).fit(ranks, lengths, delta)
+    (warning,) = [w for w in law.warnings_ if "logarithmic limit" in w]
+    rates = dict(re.findall(r"(C·α|C·β|α/β) = ([\d.]+)", warning))
+    assert float(rates["C·α"]) == pytest.approx(6.0, rel=0.05)
+    assert float(rates["C·β"]) == pytest.approx(4.0, rel=0.05)
+    assert float(rates["α/β"]) == pytest.approx(1.5, rel=0.05)
+    assert law.rmse_ < 0.06  # the limit fits: only the constants' reading changes
+    ranks, lengths, delta = synthetic()
+    assert not any("logarithmic" in w for w in MemoryLaw(bootstrap=50).fit(ranks, lengths, delta).warnings_)

@@ -62,6 +62,16 @@ def test_extrapolation_is_warned_about_and_interpolation_is_not():
     assert any("length 5000 is outside the fitted lengths [50, 400]" in w for w in outside.warnings)
 
 
+def test_a_predicted_loss_below_zero_is_called_saturation_and_counts_no_extra_bits():
+    law = MemoryLaw(bootstrap=0).fit_points(points())
+    # rank 16 at ℓ 50 reduces the loss by more than an initial loss of 1 nat: the curve runs past 0
+    plan = plan_rank(law, 50, initial_loss=1.0)
+    assert plan.predicted_final_loss < 0
+    assert any("below 0" in w and "saturated" in w for w in plan.warnings), plan.warnings
+    assert plan.stored_bits == pytest.approx(1.0 * 50 / math.log(2))
+    assert not any("below 0" in w for w in plan_rank(law, 300).warnings)
+
+
 def test_ratio_selects_the_initial_loss_and_is_required_when_ambiguous():
     law = MemoryLaw(bootstrap=0).fit_points(points(ratios=(1.0, 0.4)))
     assert plan_rank(law, 100, ratio=0.4).initial_loss == pytest.approx(8.0 + 1.6 + 0.1 * math.log(100))

@@ -29,6 +29,8 @@ LOSSES = ("squares", "huber")
 SATURATION_RULES = ("certified", "loss")
 #: Fewer fitted points than this, per constant of the form, and the fit gets a warning.
 POINTS_PER_CONSTANT = 2
+#: α and β both below this: the power law cannot be told from its logarithmic limit.
+LOG_LIMIT = 0.05
 #: What x can be: the adapter's rank, or its trainable-parameter count.
 XS = ("rank", "params")
 
@@ -133,8 +135,33 @@ class MemoryLaw:
         self.rmse_ = float(np.sqrt(np.mean(residual**2)))
         self.n_points_ = int(keep.sum())
         self.ci_ = self._bootstrap()
+        self.warnings_ += self._log_limit()
         self.provenance_, self.reference_, self.cost_ = {}, {}, None
         return self
+
+    def _log_limit(self) -> list[str]:
+        """As α, β → 0 with C growing, C·r^α·ℓ^(−β) + b → (C + b) + C·α·ln r − C·β·ln ℓ: then only
+        C·α, C·β and α/β are identified, and C and b trade off freely."""
+        if not (self.alpha_ < LOG_LIMIT and self.beta_ < LOG_LIMIT):
+            return []
+        names = self.form_.params
+
+        def identified(params: np.ndarray) -> np.ndarray:
+            c = dict(zip(names, params, strict=True))
+            return np.array([c["C"] * c["alpha"], c["C"] * c["beta"], c["alpha"] / c["beta"]])
+
+        central = identified(self.params_)
+        spread = np.percentile([identified(d) for d in self.draws_], [2.5, 97.5], axis=0) if len(self.draws_) else None
+        text = [
+            f"{label} = {value:.3g}" + ("" if spread is None else f" [{spread[0, i]:.3g}, {spread[1, i]:.3g}]")
+            for i, (label, value) in enumerate(zip(("C·α", "C·β", "α/β"), central, strict=True))
+        ]
+        return [
+            f"α and β are both below {LOG_LIMIT}: the power law sits at its logarithmic limit, "
+            "ΔL ≈ const + C·α·ln r − C·β·ln ℓ, where C and b are not separately identified (nor are their "
+            f"intervals meaningful). Identified: {', '.join(text)} (95% bootstrap intervals; "
+            "nats per e-fold of r and of ℓ; at a fixed ΔL, ℓ grows as r^(α/β))"
+        ]
 
     def _exclusions(self, n: int, final_loss, certified, budget_limited) -> tuple[np.ndarray, np.ndarray, str]:
         """(saturated, budget-limited) masks under this law's rules, and the saturation rule that applied."""

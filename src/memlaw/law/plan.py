@@ -46,8 +46,8 @@ class Plan:
 
     @property
     def stored_bits(self) -> float:
-        """Bits the adapter must absorb: (L_init − target)·ℓ nats."""
-        return (self.initial_loss - self.predicted_final_loss) * self.length / math.log(2)
+        """Bits the adapter must absorb: (L_init − predicted final loss)·ℓ nats, a loss being ≥ 0."""
+        return (self.initial_loss - max(self.predicted_final_loss, 0.0)) * self.length / math.log(2)
 
     @property
     def bits_per_param(self) -> float | None:
@@ -130,7 +130,7 @@ def plan_rank(
         predicted_final_loss=start - float(law.predict(_to_x(law, rank), length)),
         interval=interval, trainable_params=None if per_rank is None else rank * per_rank,
     )  # fmt: skip
-    plan.warnings = _extrapolation(law, rank=rank, length=length, ratio=ratio)
+    plan.warnings = _extrapolation(law, rank=rank, length=length, ratio=ratio) + _below_zero(plan)
     _add_cost(plan, law)
     return plan
 
@@ -171,10 +171,20 @@ def plan_length(
         interval=_percentiles([solve(d) for d in law.draws_]),
         trainable_params=None if per_rank is None else rank * per_rank,
     )  # fmt: skip
-    plan.warnings = _extrapolation(law, rank=rank, length=length, ratio=ratio)
+    plan.warnings = _extrapolation(law, rank=rank, length=length, ratio=ratio) + _below_zero(plan)
     if math.isfinite(length):
         _add_cost(plan, law)
     return plan
+
+
+def _below_zero(plan: Plan) -> list[str]:
+    """A predicted loss below 0 is the law's curve run past saturation, not a measurement."""
+    if not plan.predicted_final_loss < 0:
+        return []
+    return [
+        f"the predicted final loss ({plan.predicted_final_loss:.3g}) is below 0: the law's curve runs past "
+        "the saturation it was fitted short of; read it as 'saturated' (bits stored counted at a loss of 0)"
+    ]
 
 
 def _add_cost(plan: Plan, law: MemoryLaw) -> None:
