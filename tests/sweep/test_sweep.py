@@ -192,13 +192,23 @@ def test_other_backends_give_the_rows_of_the_local_backend(tiny_dir, tmp_path, b
         assert ResultsStore.token_probs(row) == pytest.approx(ResultsStore.token_probs(twin), abs=2e-3)
 
 
-@pytest.mark.parametrize("name", ["sweep-smollm2.yaml", "demo-smollm2.yaml"])
+SHIPPED_SWEEPS = {
+    "sweep-smollm2.yaml": 24,
+    "demo-smollm2.yaml": 8,
+    "budget-smollm2.yaml": 24,
+    "converged-smollm2.yaml": 8,
+    "boundary-smollm2.yaml": 9,
+}
+
+
+@pytest.mark.parametrize("name", SHIPPED_SWEEPS)
 def test_the_shipped_example_sweeps_are_valid(name):
     from pathlib import Path
 
-    sweep = load_sweep(Path(__file__).parents[2] / "examples" / name)
-    cells = sweep.cells()
-    assert len(cells) == 24 and {c.model for c in cells} == {"smollm2-135m-instruct"}
+    folder = Path(__file__).parents[2] / "examples"
+    assert set(SHIPPED_SWEEPS) == {p.name for p in folder.glob("*.yaml")}  # every shipped sweep is checked
+    cells = load_sweep(folder / name).cells()
+    assert len(cells) == SHIPPED_SWEEPS[name] and {c.model for c in cells} == {"smollm2-135m-instruct"}
 
 
 def test_methods_and_their_options_are_sweep_settings(tiny_dir, tmp_path):

@@ -139,27 +139,34 @@ class MemoryLaw:
         self.provenance_, self.reference_, self.cost_ = {}, {}, None
         return self
 
-    def _log_limit(self) -> list[str]:
-        """As α, β → 0 with C growing, C·r^α·ℓ^(−β) + b → (C + b) + C·α·ln r − C·β·ln ℓ: then only
-        C·α, C·β and α/β are identified, and C and b trade off freely."""
+    def log_limit_rates(self) -> dict[str, tuple[float, float | None, float | None]] | None:
+        """At the logarithmic limit (α and β both below ``LOG_LIMIT``), the identified rates
+        C·α, C·β and α/β as (value, 95 % low, high); None elsewhere.
+
+        As α, β → 0 with C growing, C·r^α·ℓ^(−β) + b → (C + b) + C·α·ln r − C·β·ln ℓ: only
+        these three are identified there, and C and b trade off freely."""
         if not (self.alpha_ < LOG_LIMIT and self.beta_ < LOG_LIMIT):
-            return []
+            return None
         names = self.form_.params
 
-        def identified(params: np.ndarray) -> np.ndarray:
+        def rates(params: np.ndarray) -> np.ndarray:
             c = dict(zip(names, params, strict=True))
             return np.array([c["C"] * c["alpha"], c["C"] * c["beta"], c["alpha"] / c["beta"]])
 
-        central = identified(self.params_)
-        spread = np.percentile([identified(d) for d in self.draws_], [2.5, 97.5], axis=0) if len(self.draws_) else None
-        text = [
-            f"{label} = {value:.3g}" + ("" if spread is None else f" [{spread[0, i]:.3g}, {spread[1, i]:.3g}]")
-            for i, (label, value) in enumerate(zip(("C·α", "C·β", "α/β"), central, strict=True))
-        ]
+        central = rates(self.params_)
+        low = high = [None] * 3
+        if len(self.draws_):
+            low, high = np.percentile([rates(d) for d in self.draws_], [2.5, 97.5], axis=0).tolist()
+        return {name: (float(central[i]), low[i], high[i]) for i, name in enumerate(("C·α", "C·β", "α/β"))}
+
+    def _log_limit(self) -> list[str]:
+        rates = self.log_limit_rates()
+        if rates is None:
+            return []
         return [
             f"α and β are both below {LOG_LIMIT}: the power law sits at its logarithmic limit, "
             "ΔL ≈ const + C·α·ln r − C·β·ln ℓ, where C and b are not separately identified (nor are their "
-            f"intervals meaningful). Identified: {', '.join(text)} (95% bootstrap intervals; "
+            f"intervals meaningful). Identified: {describe_rates(rates)} (95% bootstrap intervals; "
             "nats per e-fold of r and of ℓ; at a fixed ΔL, ℓ grows as r^(α/β))"
         ]
 
@@ -333,3 +340,11 @@ def _stopped_on_their_own(points: LawPoints) -> np.ndarray:
     if points.stop_reason is None:
         return np.zeros(len(points.rank), dtype=bool)
     return np.isin(points.stop_reason, ("certified", "converged"))
+
+
+def describe_rates(rates: dict[str, tuple[float, float | None, float | None]]) -> str:
+    """``name = value [low, high]`` for each rate of ``MemoryLaw.log_limit_rates``."""
+    return ", ".join(
+        f"{name} = {value:.3g}" + ("" if low is None else f" [{low:.3g}, {high:.3g}]")
+        for name, (value, low, high) in rates.items()
+    )

