@@ -1,7 +1,16 @@
 """The Parametric Memory Law: fit ΔL = C·r^α·ℓ^(−β) + b, predict, and plan capacity."""
 
 from memlaw.law.fit import MemoryLaw
-from memlaw.law.plan import Plan, plan_length, plan_rank
+from memlaw.law.plan import Plan, content_warning, plan_items, plan_length, plan_rank
 from memlaw.law.points import LawPoints, load_points
 
-__all__ = ["LawPoints", "MemoryLaw", "Plan", "load_points", "plan_length", "plan_rank"]
+__all__ = [
+    "LawPoints",
+    "MemoryLaw",
+    "Plan",
+    "content_warning",
+    "load_points",
+    "plan_items",
+    "plan_length",
+    "plan_rank",
+]

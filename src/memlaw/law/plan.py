@@ -177,6 +177,48 @@ def plan_length(
     return plan
 
 
+def plan_items(
+    law: MemoryLaw,
+    rank: float,
+    lengths: np.ndarray,
+    initial_losses: np.ndarray,
+    *,
+    target_loss: float = CERTIFY_LOSS,
+) -> tuple[int, Plan | None]:
+    """How many leading items of a file a rank-``rank`` adapter is predicted to hold: the largest
+    k whose first k items (``lengths[k-1]`` answer tokens at mean initial loss
+    ``initial_losses[k-1]``) reach ``target_loss``, with the plan for them (None when k = 0)."""
+    if not rank > 0:
+        raise MemlawInputError(f"rank must be positive, got {rank}")
+    lengths, initial_losses = np.asarray(lengths, dtype=np.float64), np.asarray(initial_losses, dtype=np.float64)
+    final = initial_losses - law.predict(np.full_like(lengths, _to_x(law, rank)), lengths)
+    fitting = np.flatnonzero(final < target_loss)
+    if not len(fitting):
+        return 0, None
+    last = int(fitting[-1])
+    per_rank = _params_per_rank(law)
+    plan = Plan(
+        rank=float(rank), length=float(lengths[last]), initial_loss=float(initial_losses[last]),
+        predicted_final_loss=float(final[last]), interval=None,
+        trainable_params=None if per_rank is None else rank * per_rank,
+    )  # fmt: skip
+    plan.warnings = _extrapolation(law, rank=rank, length=plan.length, ratio=None) + _below_zero(plan)
+    _add_cost(plan, law)
+    return last + 1, plan
+
+
+def content_warning(law: MemoryLaw, initial_loss: float) -> list[str]:
+    """Whether content at this mean initial loss resembles what the law was fitted on."""
+    fitted = [row["initial_loss"] for row in getattr(law, "reference_", {}).get("initial_loss", [])]
+    if not fitted or min(fitted) - 0.5 <= initial_loss <= max(fitted) + 0.5:
+        return []
+    return [
+        f"this content's initial loss ({initial_loss:.3g} nats/token) is outside the initial losses of the probes "
+        f"the law was fitted on ({min(fitted):.3g} to {max(fitted):.3g}): the law has not been shown to predict "
+        "such content, so treat the plan as a guess and check it with memlaw probe"
+    ]
+
+
 def _below_zero(plan: Plan) -> list[str]:
     """A predicted loss below 0 is the law's curve run past saturation, not a measurement."""
     if not plan.predicted_final_loss < 0:

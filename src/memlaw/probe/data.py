@@ -11,6 +11,7 @@ from memlaw.data.files import load_items
 from memlaw.data.longcontext import long_context_item, read_text
 from memlaw.data.phonebook import phonebook_items
 from memlaw.errors import MemlawInputError
+from memlaw.models.loading import LoadedModel, load_model, load_model_config, load_tokenizer
 from memlaw.models.parts import check_layer_index
 from memlaw.probe.config import ProbeConfig
 
@@ -49,3 +50,20 @@ def check_fits(config: ProbeConfig, data: EncodedData, model_config: PretrainedC
             f"an item is {data.max_sequence_length} tokens long with its prompt, "
             f"beyond the model's context of {context}"
         )
+
+
+def prepare(config: ProbeConfig, loaded: LoadedModel | None) -> tuple[LoadedModel, EncodedData]:
+    """The probe's encoded data, checked against the model's config, and the model (loaded after
+    the checks pass, unless ``loaded`` is given)."""
+    if loaded is None:
+        tokenizer = load_tokenizer(config.model, config.gguf_file)
+        model_config = load_model_config(config.model, config.gguf_file)
+    else:
+        tokenizer, model_config = loaded.tokenizer, loaded.model.config
+    data = build_data(config, tokenizer, int(model_config.vocab_size))
+    check_fits(config, data, model_config)
+    if loaded is None:
+        loaded = load_model(
+            config.model, gguf_file=config.gguf_file, dtype=config.dtype, device=config.device, tokenizer=tokenizer
+        )
+    return loaded, data

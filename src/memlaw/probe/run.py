@@ -15,10 +15,10 @@ from memlaw.config import settings_where
 from memlaw.data.encoding import EncodedData
 from memlaw.engine.prefix_cache import build_prefix_cache
 from memlaw.measure.recall import measure_recall
-from memlaw.models.loading import LoadedModel, load_model, load_model_config, load_tokenizer
+from memlaw.models.loading import LoadedModel
 from memlaw.placements import PLACEMENTS, Adapter
 from memlaw.probe.config import ProbeConfig
-from memlaw.probe.data import build_data, check_fits
+from memlaw.probe.data import prepare
 from memlaw.probe.result import ProbeResult, build_result
 from memlaw.training.methods import make_objective
 from memlaw.training.trainer import train_copies
@@ -42,7 +42,7 @@ def run_probe(config: ProbeConfig, loaded: LoadedModel | None = None, *, progres
     to give the base model back untouched. Without it, the data and placement are checked
     against the tokenizer and architecture before any weight is loaded, so bad input fails fast.
     """
-    loaded, data = _prepare(config, loaded)
+    loaded, data = prepare(config, loaded)
     (result,) = probe_together([config], loaded, data, progress=progress)
     return result
 
@@ -64,7 +64,7 @@ def run_probes(
     """
     results: list[ProbeResult | None] = [None] * len(configs)
     for group in stack_groups(configs, max_copies or MAX_COPIES):
-        loaded, data = _prepare(configs[group[0]], loaded)
+        loaded, data = prepare(configs[group[0]], loaded)
         size = max_copies or stack_size(loaded.model.device, data, configs[group[0]].batch_size)
         for start in range(0, len(group), size):
             part = group[start : start + size]
@@ -95,21 +95,6 @@ def stack_groups(configs: list[ProbeConfig], max_copies: int) -> list[list[int]]
             chunks.append([])
         chunks[-1].append(index)
     return [chunk for chunks in groups.values() for chunk in chunks]
-
-
-def _prepare(config: ProbeConfig, loaded: LoadedModel | None) -> tuple[LoadedModel, EncodedData]:
-    if loaded is None:
-        tokenizer = load_tokenizer(config.model, config.gguf_file)
-        model_config = load_model_config(config.model, config.gguf_file)
-    else:
-        tokenizer, model_config = loaded.tokenizer, loaded.model.config
-    data = build_data(config, tokenizer, int(model_config.vocab_size))
-    check_fits(config, data, model_config)
-    if loaded is None:
-        loaded = load_model(
-            config.model, gguf_file=config.gguf_file, dtype=config.dtype, device=config.device, tokenizer=tokenizer
-        )
-    return loaded, data
 
 
 def probe_together(

@@ -1,0 +1,52 @@
+"""What the base model already knows of a user's file: every answer token's loss before training.
+
+The file is encoded exactly as ``memlaw probe`` and ``memlaw train`` encode it (same prompt
+format, same cut), and one teacher-forced pass of the frozen base model gives each answer
+token's initial loss. A plan for the file uses their mean, and per item prefixes of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from memlaw.measure.teacher_forced import evaluate_tokens
+from memlaw.probe.config import ProbeConfig
+from memlaw.probe.data import prepare
+
+
+@dataclass(frozen=True)
+class ContentLosses:
+    """Per item, in file order: answer tokens and their summed initial loss (nats)."""
+
+    keys: tuple[str, ...]
+    item_lengths: np.ndarray
+    item_loss_sums: np.ndarray
+
+    @property
+    def length(self) -> int:
+        return int(self.item_lengths.sum())
+
+    @property
+    def initial_loss(self) -> float:
+        """Mean initial loss per answer token of the whole file."""
+        return float(self.item_loss_sums.sum() / self.length)
+
+    def prefixes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(answer tokens, mean initial loss) of the first k items, for k = 1 … n."""
+        lengths = np.cumsum(self.item_lengths)
+        return lengths, np.cumsum(self.item_loss_sums) / lengths
+
+
+def content_losses(config: ProbeConfig) -> ContentLosses:
+    """The initial losses of ``config.data`` (a file) under ``config``'s model and prompt format."""
+    loaded, data = prepare(config, None)
+    tokens = evaluate_tokens(
+        loaded.model, data, pad_id=loaded.tokenizer.pad_token_id, batch_size=config.eval_batch_size
+    ).of_copy(0)
+    items = len(data.items)
+    sums = torch.zeros(items, dtype=torch.float64).index_add_(0, tokens.item_index, tokens.losses.double())
+    counts = torch.bincount(tokens.item_index, minlength=items)
+    return ContentLosses(tuple(item.key for item in data.items), counts.numpy(), sums.numpy())
