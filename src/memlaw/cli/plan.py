@@ -106,7 +106,7 @@ def _plan_file(law: MemoryLaw, args: argparse.Namespace) -> tuple[list[str], dic
     describe[0] = (
         f"rank {args.rank:g} holds the first {held} of {len(content.keys)} items ({plan.length:g} answer tokens)"
     )
-    return [head, *describe], {**_record(plan, "items"), "items_held": held, **facts}
+    return [head, *describe], {**plan.to_dict(), "items_held": held, **facts}
 
 
 def _content_config(law: MemoryLaw, data: str):
@@ -116,9 +116,10 @@ def _content_config(law: MemoryLaw, data: str):
     provenance = getattr(law, "provenance_", {}) or {}
     settings = {"data": data}
     for name in ("model", "gguf_file", "prompt_format", "system_prompt"):
-        value = provenance.get(name)
+        if name not in provenance:  # a law fitted before memlaw recorded it: the default
+            continue
+        value = provenance[name]  # None is a value here: no system message
         if isinstance(value, list):
             raise MemlawInputError(f"the law was fitted on several values of {name} ({value}): fit one law per {name}")
-        if value is not None:
-            settings[name] = value
+        settings[name] = value
     return ProbeConfig(**settings)
