@@ -44,6 +44,16 @@ def test_train_certifies_saves_peft_and_recalls_after_reload(tiny_dir, tmp_path,
     base = AutoModelForCausalLM.from_pretrained(tiny_dir)
     (plain,) = greedy_answers(base, data, pad_id=loaded.tokenizer.pad_token_id)
     assert plain != decoded
+    # from the command line: memlaw ask answers each key with its value first
+    for record, answer in zip(RECORDS, decoded, strict=True):
+        code, stdout, err = cli("ask", str(out), record["key"], "--max-new-tokens", str(len(answer) + 3))
+        assert code == 0, err
+        assert stdout.startswith(record["value"]), (record, stdout)
+
+
+def test_ask_refuses_a_folder_that_is_not_a_saved_adapter(tmp_path, cli):
+    code, out, err = cli("ask", str(tmp_path), "Ada")
+    assert code == 2 and "no probe_config.json" in err and len(err.strip().splitlines()) == 1 and out == ""
 
 
 def test_an_uncertified_run_reports_stubborn_tokens_and_divergences(tiny_dir, tmp_path, cli):

@@ -19,7 +19,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from memlaw.cli import fit, plan, probe, report, sweep, train
+    from memlaw.cli import ask, fit, plan, probe, report, sweep, train
 
     parser = OneLineParser(prog="memlaw", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.register(commands)
     plan.register(commands)
     report.register(commands)
+    ask.register(commands)
     return parser
 
 

@@ -1,0 +1,61 @@
+"""``memlaw ask``: load an adapter saved by ``memlaw train`` or ``memlaw probe --save`` and answer
+a prompt with it, by greedy decoding, formatted as the adapter was trained."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from memlaw.errors import MemlawInputError
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("ask", help="answer a prompt with a saved adapter", description=__doc__)
+    parser.add_argument("adapter", help="folder written by memlaw train --out or memlaw probe --save")
+    parser.add_argument("prompt", help="the key or question, as in the trained data")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="longest answer (default 64; stops at EOS)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from memlaw.cli.common import quiet_libraries
+    from memlaw.data.encoding import encode_items
+    from memlaw.data.items import MemoryItem
+    from memlaw.models.loading import load_model
+    from memlaw.placements import load_adapter
+    from memlaw.probe.config import ProbeConfig
+
+    if args.max_new_tokens < 1:
+        raise MemlawInputError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    settings_file = Path(args.adapter) / "probe_config.json"
+    if not settings_file.is_file():
+        raise MemlawInputError(
+            f"{args.adapter} is not an adapter saved by memlaw (no probe_config.json): "
+            "give a folder written by memlaw train --out or memlaw probe --save"
+        )
+    saved = json.loads(settings_file.read_text(encoding="utf-8"))
+    config = ProbeConfig(**{f.name: saved[f.name] for f in fields(ProbeConfig) if f.name in saved})
+    quiet_libraries()
+    loaded = load_model(config.model, gguf_file=config.gguf_file, dtype=config.dtype, device=config.device)
+    load_adapter(loaded.model, args.adapter)
+    (item,) = encode_items(
+        [MemoryItem(args.prompt, "")],
+        loaded.tokenizer,
+        prompt_format=config.prompt_format,
+        system_prompt=config.system_prompt,
+    ).items
+    input_ids = torch.tensor([item.prompt_ids], device=loaded.model.device)
+    with torch.inference_mode():
+        generated = loaded.model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            do_sample=False,
+            max_new_tokens=args.max_new_tokens,
+            pad_token_id=loaded.tokenizer.pad_token_id,
+        )[0, input_ids.shape[1] :]
+    print(loaded.tokenizer.decode(generated, skip_special_tokens=True))
+    return 0
