@@ -263,9 +263,12 @@ class MemoryLaw:
         rng = np.random.default_rng(self.seed)
         n = len(self.delta_)
         draws = []
-        for _ in range(self.bootstrap):
-            pick = rng.integers(0, n, n)
-            draws.append(self._refine(self.x_[pick], self.length_[pick], self.delta_[pick], self.params_))
+        # a resample can push the optimizer to huge C (the logarithmic limit): overflowing trial
+        # steps are rejected by the optimizer, so their floating-point warnings are noise
+        with np.errstate(over="ignore", invalid="ignore"):
+            for _ in range(self.bootstrap):
+                pick = rng.integers(0, n, n)
+                draws.append(self._refine(self.x_[pick], self.length_[pick], self.delta_[pick], self.params_))
         self.draws_ = np.array(draws)
         low, high = np.percentile(self.draws_, [2.5, 97.5], axis=0)
         return {name: (float(lo), float(hi)) for name, lo, hi in zip(self.form_.params, low, high, strict=True)}
