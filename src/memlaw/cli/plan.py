@@ -88,9 +88,9 @@ def _plan_file(law: MemoryLaw, args: argparse.Namespace) -> tuple[list[str], dic
         plan = plan_rank(law, content.length, initial_loss=content.initial_loss, target_loss=args.target_loss)
         plan.warnings = transfer + plan.warnings
         return [head, *plan.describe("rank")], {**_record(plan, "rank"), **facts}
-    held, plan = plan_items(law, args.rank, *content.prefixes(), target_loss=args.target_loss)
+    lengths, losses = content.prefixes()
+    held, plan = plan_items(law, args.rank, lengths, losses, target_loss=args.target_loss)
     if plan is None:
-        lengths, losses = content.prefixes()
         first = plan_rank(law, float(lengths[0]), initial_loss=float(losses[0]), target_loss=args.target_loss)
         lines = [head, f"rank {args.rank:g} holds none of the items: the first alone needs rank {first.rank:g}"]
         lines += [f"warning: {w}" for w in transfer]

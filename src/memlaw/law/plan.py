@@ -130,9 +130,7 @@ def plan_rank(
         predicted_final_loss=start - float(law.predict(_to_x(law, rank), length)),
         interval=interval, trainable_params=None if per_rank is None else rank * per_rank,
     )  # fmt: skip
-    plan.warnings = _extrapolation(law, rank=rank, length=length, ratio=ratio) + _below_zero(plan)
-    _add_cost(plan, law)
-    return plan
+    return _completed(plan, law, ratio)
 
 
 def plan_length(
@@ -171,10 +169,7 @@ def plan_length(
         interval=_percentiles([solve(d) for d in law.draws_]),
         trainable_params=None if per_rank is None else rank * per_rank,
     )  # fmt: skip
-    plan.warnings = _extrapolation(law, rank=rank, length=length, ratio=ratio) + _below_zero(plan)
-    if math.isfinite(length):
-        _add_cost(plan, law)
-    return plan
+    return _completed(plan, law, ratio)
 
 
 def plan_items(
@@ -202,9 +197,7 @@ def plan_items(
         predicted_final_loss=float(final[last]), interval=None,
         trainable_params=None if per_rank is None else rank * per_rank,
     )  # fmt: skip
-    plan.warnings = _extrapolation(law, rank=rank, length=plan.length, ratio=None) + _below_zero(plan)
-    _add_cost(plan, law)
-    return last + 1, plan
+    return last + 1, _completed(plan, law, None)
 
 
 def content_warning(law: MemoryLaw, initial_loss: float) -> list[str]:
@@ -217,6 +210,14 @@ def content_warning(law: MemoryLaw, initial_loss: float) -> list[str]:
         f"the law was fitted on ({min(fitted):.3g} to {max(fitted):.3g}): the law has not been shown to predict "
         "such content, so treat the plan as a guess and check it with memlaw probe"
     ]
+
+
+def _completed(plan: Plan, law: MemoryLaw, ratio: float | None) -> Plan:
+    """``plan`` with its warnings and, for a finite length, the steps and time it costs."""
+    plan.warnings = _extrapolation(law, rank=plan.rank, length=plan.length, ratio=ratio) + _below_zero(plan)
+    if math.isfinite(plan.length):
+        _add_cost(plan, law)
+    return plan
 
 
 def _below_zero(plan: Plan) -> list[str]:
