@@ -3,6 +3,7 @@ import json
 import pytest
 
 from memlaw.constants import LONG_CONTEXT_PROMPT
+from memlaw.data.encoding import encode_items
 from memlaw.data.files import load_items
 from memlaw.errors import MemlawInputError
 
@@ -50,3 +51,80 @@ def test_missing_and_empty_files(tmp_path):
     empty.write_text("")
     with pytest.raises(MemlawInputError, match="empty"):
         load_items(empty)
+
+
+CONVERSATION = [
+    {"role": "system", "content": "You answer about the office."},
+    {"role": "user", "content": "Where is the printer?"},
+    {"role": "assistant", "content": "Room B2."},
+    {"role": "user", "content": "And the scanner?"},
+    {"role": "assistant", "content": "Next to it, in room B2 as well."},
+]
+
+
+def test_conversations_answer_with_their_last_assistant_turn(tmp_path, tokenizer):
+    path = write(tmp_path / "chat.jsonl", [json.dumps({"messages": CONVERSATION})])
+    (item,) = load_items(path)
+    assert item.key == "And the scanner?" and item.value == "Next to it, in room B2 as well."
+    (encoded,) = encode_items([item], tokenizer, system_prompt="ignored: the record has its own").items
+    # the prompt is the chat template of every earlier turn, exactly as TRL renders it
+    prompt = tokenizer.apply_chat_template(CONVERSATION[:-1], tokenize=False, add_generation_prompt=True)
+    assert encoded.prompt_ids == tuple(tokenizer(prompt, add_special_tokens=False).input_ids)
+    assert encoded.answer_ids == tuple(tokenizer(item.value, add_special_tokens=False).input_ids)
+    # without a system turn, the configured system prompt opens the conversation, as for key/value records
+    (plain,) = load_items(write(tmp_path / "c2.jsonl", [json.dumps({"messages": CONVERSATION[1:3]})]))
+    (encoded,) = encode_items([plain], tokenizer, system_prompt="Be brief.").items
+    turns = [{"role": "system", "content": "Be brief."}, CONVERSATION[1]]
+    prompt = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    assert encoded.prompt_ids == tuple(tokenizer(prompt, add_special_tokens=False).input_ids)
+    with pytest.raises(MemlawInputError, match="need the chat prompt format"):
+        encode_items([plain], tokenizer, prompt_format="raw")
+
+
+@pytest.mark.parametrize(
+    ("messages", "message"),
+    [
+        ([{"role": "user", "content": "hi"}], "no assistant turn"),
+        ([{"role": "assistant", "content": "hi"}], "answers no user turn"),
+        ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}], "is empty"),
+        ([{"role": "robot", "content": "hi"}], "turn 1 of 'messages' must be"),
+        ("hello", "non-empty list"),
+    ],
+)
+def test_malformed_conversations_say_what_is_wrong(tmp_path, messages, message):
+    path = write(tmp_path / "chat.jsonl", [json.dumps({"messages": messages})])
+    with pytest.raises(MemlawInputError, match=message):
+        load_items(path)
+
+
+def test_csv_and_parquet_records_with_named_columns(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = {"name": ["Ada", "Bob"], "born": ["1815", "1912"], "note": ["x", "y"]}
+    csv_path = tmp_path / "people.csv"
+    csv_path.write_text("name,born,note\nAda,1815,x\nBob,1912,y\n", encoding="utf-8")
+    parquet_path = tmp_path / "people.parquet"
+    pq.write_table(pa.table(rows), parquet_path)
+    for path in (csv_path, parquet_path):
+        items = load_items(path, ["name", "born"])
+        assert [(i.key, i.value) for i in items] == [("Ada", "1815"), ("Bob", "1912")]
+        with pytest.raises(MemlawInputError, match=r"row \d+: expected fields .* --fields KEY,VALUE"):
+            load_items(path)
+        with pytest.raises(MemlawInputError, match="no field year"):
+            load_items(path, ["name", "year"])
+    detected = tmp_path / "qa.csv"
+    detected.write_text("query,target\nWho?,Ada\n", encoding="utf-8")
+    assert [(i.key, i.value) for i in load_items(detected)] == [("Who?", "Ada")]
+
+
+def test_bad_tables_and_fields_are_one_clear_error(tmp_path):
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet at all")
+    with pytest.raises(MemlawInputError, match="could not be read as PARQUET"):
+        load_items(broken)
+    text = write(tmp_path / "notes.txt", ["hello"])
+    with pytest.raises(MemlawInputError, match="read as plain text"):
+        load_items(text, ["a", "b"])
+    with pytest.raises(MemlawInputError, match="two column names"):
+        load_items(write(tmp_path / "d.jsonl", ['{"a": "1", "b": "2"}']), ["a"])

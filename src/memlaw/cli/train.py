@@ -29,7 +29,9 @@ SHOWN_STUBBORN = 10
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("train", help="memorise a file until recall is certified", description=__doc__)
-    parser.add_argument("data_file", metavar="DATA", help="JSONL (key/value, query/target, prompt/completion) or text")
+    parser.add_argument(
+        "data_file", metavar="DATA", help="JSONL, CSV or Parquet records (see --fields), or a plain text file"
+    )
     parser.add_argument("--out", required=True, help="new folder for the adapter, its settings and recall.json")
     parser.add_argument("--config", help="YAML file of settings (command-line options override it)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from memlaw.probe.run import run_probe
 
     if not Path(args.data_file).is_file():
-        raise MemlawInputError(f"no such data file: {args.data_file} (give a JSONL or text file)")
+        raise MemlawInputError(f"no such data file: {args.data_file} (give a JSONL, CSV, Parquet or text file)")
     if args.data is not None:
         raise MemlawInputError("give the data file as the DATA argument, not --data")
     args.data = args.data_file

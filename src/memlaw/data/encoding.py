@@ -74,8 +74,13 @@ def encode_items(
         raise MemlawInputError("this model's tokenizer has no chat template: use --prompt-format raw")
     encoded = []
     for item in items:
+        if item.context is not None and prompt_format != "chat":
+            raise MemlawInputError(
+                "conversation records (messages) need the chat prompt format: drop --prompt-format raw"
+            )
         if prompt_format == "chat":
-            prompt = tokenizer(chat_prompt(tokenizer, item.key, system_prompt), add_special_tokens=False).input_ids
+            turns = item.context or (("user", item.key),)
+            prompt = tokenizer(chat_prompt(tokenizer, turns, system_prompt), add_special_tokens=False).input_ids
         else:
             prompt = tokenizer(item.key).input_ids
         answer = (
@@ -85,10 +90,11 @@ def encode_items(
     return EncodedData(tuple(encoded))
 
 
-def chat_prompt(tokenizer: PreTrainedTokenizerBase, user: str, system_prompt: str | None) -> str:
-    """The chat template up to the assistant's turn, with the system message as in the reference."""
-    messages = [{"role": "user", "content": user}]
-    if system_prompt:
+def chat_prompt(tokenizer: PreTrainedTokenizerBase, turns: Sequence[tuple[str, str]], system_prompt: str | None) -> str:
+    """The chat template up to the assistant's turn; ``system_prompt`` opens it (as in the
+    reference) unless the turns bring their own system message."""
+    messages = [{"role": role, "content": content} for role, content in turns]
+    if system_prompt and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": system_prompt})
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 

@@ -36,7 +36,7 @@ class ProbeConfig:
     # data
     data: str = setting(
         "longcontext",
-        help="phonebook, longcontext, or a JSONL (key/value, query/target, prompt/completion) or text file",
+        help="phonebook, longcontext, or a file: JSONL, CSV or Parquet records (see --fields), or plain text",
         column=True, scope="data", provenance=True,
     )  # fmt: skip
     length: int | None = setting(
@@ -53,6 +53,12 @@ class ProbeConfig:
         None, help="long context: source text file (default: chapters 1-10 of Pride and Prejudice)", scope="data"
     )
     data_seed: int = setting(0, help="seed of the PhoneBook and random tokens", scope="data")
+    fields: list[str] | None = setting(
+        None,
+        help="KEY,VALUE: the question and answer columns of a JSONL, CSV or Parquet file "
+        "(default: key/value, query/target, prompt/completion or messages)",
+        scope="data", keyed_when_default=False,
+    )  # fmt: skip
     prompt_format: str = setting(
         "chat",
         help="chat (the model's chat template with a system message) or raw (key then value)",

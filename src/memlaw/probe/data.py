@@ -34,7 +34,7 @@ def build_data(config: ProbeConfig, tokenizer: PreTrainedTokenizerBase, vocab_si
             if data.length >= config.length:
                 return data.cut(config.length)
             count = count * 2 + 1
-    data = encode(load_items(config.data))
+    data = encode(load_items(config.data, config.fields))
     return data if config.length is None else data.cut(config.length)
 
 
