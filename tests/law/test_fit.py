@@ -145,3 +145,45 @@ def test_a_logarithmic_law_is_recognised_and_its_identified_rates_reported():
     assert law.rmse_ < 0.06  # the limit fits: only the constants' reading changes
     ranks, lengths, delta = synthetic()
     assert not any("logarithmic" in w for w in MemoryLaw(bootstrap=50).fit(ranks, lengths, delta).warnings_)
+
+
+def covariate_points(shift=0.0, seed=0):
+    """ΔL = 2·r^0.6·ℓ^(−0.4)·u^0.8 + 0.1 on content at four initial losses (3 to 14 nats), u
+    being the initial loss less ``shift``."""
+    rng = np.random.default_rng(seed)
+    grid = np.meshgrid([1, 2, 4, 8], [16, 32, 64, 128], [3.0, 5.0, 8.0, 14.0])
+    rank, length, start = (a.ravel().astype(float) for a in grid)
+    delta = 2.0 * rank**0.6 * length**-0.4 * (start - shift) ** 0.8 + 0.1 + rng.normal(0, 0.01, rank.shape)
+    return rank, length, start, delta
+
+
+@pytest.mark.parametrize(("form", "shift"), [("initial", 0.0), ("excess", np.log(2))])
+def test_a_covariate_law_learns_how_the_initial_loss_moves_capacity(form, shift):
+    rank, length, start, delta = covariate_points(shift)
+    easy = start < 10  # fit on the three lower initial losses, predict the highest
+    law = MemoryLaw(form=form, bootstrap=50).fit(rank[easy], length[easy], delta[easy], initial_loss=start[easy])
+    paper = MemoryLaw(bootstrap=0).fit(rank[easy], length[easy], delta[easy])
+    held = np.abs(law.predict(rank[~easy], length[~easy], start[~easy]) - delta[~easy]).mean()
+    paper_held = np.abs(paper.predict(rank[~easy], length[~easy]) - delta[~easy]).mean()
+    assert held < 0.1 < paper_held  # the paper's law cannot tell easy content from hard
+    assert law.constants_["gamma"] == pytest.approx(0.8, abs=0.05)
+    low, high = law.ci_["gamma"]
+    assert low < 0.8 < high
+    assert law.grid_["initial_loss"] == [3.0, 8.0]
+    assert "u^" in law.formula() and "u^" in law.formula(fitted=True)
+    # planning inverts the law at the content's own initial loss
+    x = law.rank_for(100, initial_loss=6.0)
+    assert 6.0 - law.predict(x, 100, 6.0) == pytest.approx(np.log(2))
+    assert law.length_for(x, initial_loss=6.0) == pytest.approx(100)
+    # and a saved law is the same law
+    again = MemoryLaw.from_dict(law.to_dict())
+    assert again.predict(3, 50, 7.0) == pytest.approx(law.predict(3, 50, 7.0))
+
+
+def test_a_covariate_law_needs_initial_losses():
+    rank, length, start, delta = covariate_points()
+    with pytest.raises(MemlawInputError, match="needs the points' initial losses"):
+        MemoryLaw(form="initial").fit(rank, length, delta)
+    start[3] = np.nan
+    with pytest.raises(MemlawInputError, match="initial_loss holds NaN"):
+        MemoryLaw(form="initial").fit(rank, length, delta, initial_loss=start)

@@ -108,3 +108,19 @@ def test_a_no_offset_law_saved_before_forms_were_objects_still_plans():
     old = MemoryLaw.from_dict(json.loads(json.dumps(saved)))
     assert np.array_equal(old.draws_, law.draws_)
     assert plan_rank(old, 300, ratio=1.0).interval == plan_rank(law, 300, ratio=1.0).interval
+
+
+def test_a_covariate_law_plans_more_rank_for_content_the_model_knows_less():
+    rng = np.random.default_rng(1)
+    rank, length, start = (a.ravel().astype(float) for a in np.meshgrid([1, 2, 4, 8], [16, 64, 256], [3.0, 8.0, 14.0]))
+    delta = 1.5 * rank**0.5 * length**-0.3 * start**0.9 + rng.normal(0, 0.01, rank.shape)
+    law = MemoryLaw(form="initial", bootstrap=30).fit(rank, length, delta, initial_loss=start)
+    easy, hard = plan_rank(law, 100, initial_loss=4.0), plan_rank(law, 100, initial_loss=12.0)
+    assert easy.rank < hard.rank
+    for plan, start in ((easy, 4.0), (hard, 12.0)):
+        assert plan.predicted_final_loss == pytest.approx(start - law.predict(plan.rank, 100, start))
+        assert plan.predicted_final_loss < CERTIFY_LOSS <= start - law.predict(plan.rank - 1, 100, start)
+        low, high = plan.interval
+        assert low <= plan.rank <= high + 1
+    back = plan_length(law, hard.rank, initial_loss=12.0)
+    assert back.length >= 100 and back.predicted_final_loss == pytest.approx(CERTIFY_LOSS)

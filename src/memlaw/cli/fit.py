@@ -14,7 +14,11 @@ from memlaw.law.summary import describe_fit
 
 def add_fit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--form", default="full", choices=list(FORMS), help="with offset b (full) or without (no_offset)"
+        "--form",
+        default="full",
+        choices=list(FORMS),
+        help="full: with offset b; no_offset: without; initial / excess: with the content's initial loss "
+        "(or its excess above ln 2) as a covariate u^γ, for laws fitted on several kinds of content",
     )
     parser.add_argument("--loss", default="squares", choices=LOSSES, help="least squares or Huber")
     parser.add_argument(

@@ -18,11 +18,22 @@ def heldout_error(points: LawPoints, law: MemoryLaw) -> float | None:
     if held.all() or not held.any():
         return None
     try:
-        law = law.clone(bootstrap=0).fit(values[~held], usable.length[~held], usable.delta_loss[~held])
+        law = law.clone(bootstrap=0).fit(
+            values[~held],
+            usable.length[~held],
+            usable.delta_loss[~held],
+            initial_loss=_part(usable.initial_loss, ~held),
+        )
     except MemlawInputError:
         return None
-    residual = law.predict(values[held], usable.length[held]) - usable.delta_loss[held]
+    residual = (
+        law.predict(values[held], usable.length[held], _part(usable.initial_loss, held)) - usable.delta_loss[held]
+    )
     return float(np.sqrt(np.mean(residual**2)))
+
+
+def _part(values: np.ndarray | None, keep: np.ndarray) -> np.ndarray | None:
+    return None if values is None else values[keep]
 
 
 def compare_forms(points: LawPoints, law: MemoryLaw) -> list[dict]:

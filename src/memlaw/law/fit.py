@@ -99,13 +99,24 @@ class MemoryLaw:
         return FORMS[self.form]
 
     # -- fitting -----------------------------------------------------------------------------
-    def fit(self, x, length, delta_loss, final_loss=None, *, certified=None, budget_limited=None) -> MemoryLaw:
+    def fit(
+        self, x, length, delta_loss, final_loss=None, *, initial_loss=None, certified=None, budget_limited=None
+    ) -> MemoryLaw:
+        """Fit to points; a covariate form also needs each point's mean ``initial_loss``."""
         form = self._validate()
         x, length, delta = (np.asarray(v, dtype=np.float64) for v in (x, length, delta_loss))
         if not (x.shape == length.shape == delta.shape) or x.ndim != 1:
             raise MemlawInputError("rank, length and delta_loss must be equal-length lists")
-        for name, values in (("rank", x), ("length", length), ("delta_loss", delta)):
-            if not np.all(np.isfinite(values)):
+        start = np.full_like(delta, np.nan) if initial_loss is None else np.asarray(initial_loss, dtype=np.float64)
+        checked = [("rank", x), ("length", length), ("delta_loss", delta)]
+        if form.covariate is not None:
+            if initial_loss is None:
+                raise MemlawInputError(
+                    f"the '{form.name}' form needs the points' initial losses (an initial_loss column)"
+                )
+            checked.append(("initial_loss", start))
+        for name, values in checked:
+            if values.shape != delta.shape or not np.all(np.isfinite(values)):
                 raise MemlawInputError(f"{name} holds NaN or infinite values")
         if np.any(x <= 0) or np.any(length <= 0):
             raise MemlawInputError("ranks and lengths must be positive")
@@ -124,12 +135,17 @@ class MemoryLaw:
                 f"too few points to fit: {int(keep.sum())} left, need at least {needed + 1} ({self.excluded_words()})"
             )
         self.warnings_ = self._warnings(keep, needed, budget_limited)
-        self.x_, self.length_, self.delta_ = x[keep], length[keep], delta[keep]
+        self.x_, self.length_, self.delta_, self.initial_loss_ = x[keep], length[keep], delta[keep], start[keep]
+        self.u_ = form.u_of(self.initial_loss_)
         self.grid_ = {"x": sorted(set(self.x_.tolist())), "length": sorted(set(self.length_.tolist()))}
+        if form.covariate is not None:
+            self.grid_["initial_loss"] = [float(self.initial_loss_.min()), float(self.initial_loss_.max())]
         self._set_params(
-            self._refine(self.x_, self.length_, self.delta_, form.start(self.x_, self.length_, self.delta_))
+            self._refine(
+                self.x_, self.length_, self.u_, self.delta_, form.start(self.x_, self.length_, self.delta_, self.u_)
+            )
         )
-        residual = self.delta_ - self.predict(self.x_, self.length_)
+        residual = self.delta_ - self.predict(self.x_, self.length_, self.initial_loss_)
         total = np.sum((self.delta_ - self.delta_.mean()) ** 2)
         self.r2_ = float(1 - np.sum(residual**2) / total) if total > 0 else float("nan")
         self.rmse_ = float(np.sqrt(np.mean(residual**2)))
@@ -234,7 +250,7 @@ class MemoryLaw:
         """Fit to measured points, keeping their provenance and what planning needs."""
         self._validate()
         self.fit(
-            self.x_of(points), points.length, points.delta_loss, points.final_loss,
+            self.x_of(points), points.length, points.delta_loss, points.final_loss, initial_loss=points.initial_loss,
             certified=points.certified, budget_limited=points.budget_limited,
         )  # fmt: skip
         self.provenance_, self.reference_ = points.provenance, points.planning_reference()
@@ -247,10 +263,10 @@ class MemoryLaw:
         for name, value in self.constants_.items():
             setattr(self, f"{name}_", value)
 
-    def _refine(self, x: np.ndarray, length: np.ndarray, delta: np.ndarray, start: np.ndarray) -> np.ndarray:
+    def _refine(self, x, length, u, delta, start: np.ndarray) -> np.ndarray:
         form = self.form_
         solution = least_squares(
-            lambda p: form.curve(p, x, length) - delta, start,
+            lambda p: form.curve(p, x, length, u) - delta, start,
             loss="huber" if self.loss == "huber" else "linear", f_scale=self.huber_scale, method="trf",
         )  # fmt: skip
         return solution.x
@@ -268,7 +284,8 @@ class MemoryLaw:
         with np.errstate(over="ignore", invalid="ignore"):
             for _ in range(self.bootstrap):
                 pick = rng.integers(0, n, n)
-                draws.append(self._refine(self.x_[pick], self.length_[pick], self.delta_[pick], self.params_))
+                u = None if self.u_ is None else self.u_[pick]
+                draws.append(self._refine(self.x_[pick], self.length_[pick], u, self.delta_[pick], self.params_))
         self.draws_ = np.array(draws)
         low, high = np.percentile(self.draws_, [2.5, 97.5], axis=0)
         return {name: (float(lo), float(hi)) for name, lo, hi in zip(self.form_.params, low, high, strict=True)}
@@ -278,16 +295,17 @@ class MemoryLaw:
         """The fitted form as text (``fitted``: with its constants filled in)."""
         return self.form_.formula("P" if self.x == "params" else "r", self.constants_ if fitted else None)
 
-    def predict(self, x, length) -> np.ndarray:
-        return self.form_.curve(self.params_, x, length)
+    def predict(self, x, length, initial_loss=None) -> np.ndarray:
+        """ΔL at x and ℓ (for content at this mean ``initial_loss``: covariate forms need it)."""
+        return self.form_.curve(self.params_, x, length, self.form_.u_of(initial_loss))
 
     def rank_for(self, length: float, initial_loss: float, target_loss: float = CERTIFY_LOSS) -> float:
         """Smallest x whose predicted final loss L_init − ΔL reaches ``target_loss``."""
-        return self.form_.x_for(self.params_, length, initial_loss - target_loss)
+        return self.form_.x_for(self.params_, length, initial_loss - target_loss, self.form_.u_of(initial_loss))
 
     def length_for(self, x: float, initial_loss: float, target_loss: float = CERTIFY_LOSS) -> float:
         """Longest ℓ whose predicted final loss at this x still reaches ``target_loss``."""
-        return self.form_.length_at(self.params_, x, initial_loss - target_loss)
+        return self.form_.length_at(self.params_, x, initial_loss - target_loss, self.form_.u_of(initial_loss))
 
     # -- persistence ---------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -120,14 +120,15 @@ def plan_rank(
     need = start - target_loss
     per_rank = _params_per_rank(law)
     to_rank = (lambda x: x / per_rank) if law.x == "params" else (lambda x: x)
-    exact = to_rank(law.form_.x_for(law.params_, length, need))
+    u = law.form_.u_of(start)
+    exact = to_rank(law.form_.x_for(law.params_, length, need, u))
     # The smallest integer rank strictly past the boundary, so its loss is below the target.
     rank = max(1, math.floor(exact) + 1)
-    draws = [to_rank(law.form_.x_for(d, length, need)) for d in law.draws_]
+    draws = [to_rank(law.form_.x_for(d, length, need, u)) for d in law.draws_]
     interval = _percentiles(draws)
     plan = Plan(
         rank=float(rank), length=float(length), initial_loss=start,
-        predicted_final_loss=start - float(law.predict(_to_x(law, rank), length)),
+        predicted_final_loss=start - float(law.predict(_to_x(law, rank), length, start)),
         interval=interval, trainable_params=None if per_rank is None else rank * per_rank,
     )  # fmt: skip
     return _completed(plan, law, ratio)
@@ -146,15 +147,18 @@ def plan_length(
         raise MemlawInputError(f"rank must be positive, got {rank}")
     x = _to_x(law, rank)
 
+    def length_at(params, start: float) -> float:
+        return law.form_.length_at(params, x, start - target_loss, law.form_.u_of(start))
+
     def solve(params) -> float:
         if initial_loss is not None:
-            return law.form_.length_at(params, x, initial_loss - target_loss)
+            return length_at(params, initial_loss)
         # The initial loss itself depends (weakly) on ℓ: iterate to the fixed point.
-        length = law.form_.length_at(params, x, _initial_loss(law, None, ratio) - target_loss)
+        length = length_at(params, _initial_loss(law, None, ratio))
         for _ in range(50):
             if not math.isfinite(length):
                 break
-            updated = law.form_.length_at(params, x, _initial_loss(law, length, ratio) - target_loss)
+            updated = length_at(params, _initial_loss(law, length, ratio))
             if abs(updated - length) <= 1e-9 * length:
                 break
             length = updated
@@ -165,7 +169,7 @@ def plan_length(
     per_rank = _params_per_rank(law)
     plan = Plan(
         rank=float(rank), length=length, initial_loss=start,
-        predicted_final_loss=start - float(law.predict(x, length)) if math.isfinite(length) else float("nan"),
+        predicted_final_loss=start - float(law.predict(x, length, start)) if math.isfinite(length) else float("nan"),
         interval=_percentiles([solve(d) for d in law.draws_]),
         trainable_params=None if per_rank is None else rank * per_rank,
     )  # fmt: skip
@@ -186,7 +190,7 @@ def plan_items(
     if not rank > 0:
         raise MemlawInputError(f"rank must be positive, got {rank}")
     lengths, initial_losses = np.asarray(lengths, dtype=np.float64), np.asarray(initial_losses, dtype=np.float64)
-    final = initial_losses - law.predict(np.full_like(lengths, _to_x(law, rank)), lengths)
+    final = initial_losses - law.predict(np.full_like(lengths, _to_x(law, rank)), lengths, initial_losses)
     fitting = np.flatnonzero(final < target_loss)
     if not len(fitting):
         return 0, None

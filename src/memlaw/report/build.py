@@ -51,7 +51,7 @@ def write_report(
 
 
 def _rows(law: MemoryLaw, points: LawPoints) -> list[dict]:
-    predicted = law.predict(law.x_of(points), points.length)
+    predicted = law.predict(law.x_of(points), points.length, points.initial_loss)
     efficiency = points.bits_per_param()
     optional = lambda values, i: None if values is None else float(values[i])
     excluded, stored_bits = ~law.usable(points), points.stored_bits()

@@ -18,6 +18,8 @@ from memlaw.law.fit import MemoryLaw
 from memlaw.law.points import LawPoints
 
 MARKERS = "os^Dv<>p"
+#: Line styles of the covariate law's curves, one per ratio ρ.
+LINES = ("-", "--", ":", "-.")
 
 
 def _ratios(points: LawPoints) -> list[float | None]:
@@ -30,7 +32,7 @@ def _of_ratio(points: LawPoints, ratio: float | None) -> np.ndarray:
 
 def predicted_vs_measured(law: MemoryLaw, points: LawPoints, path: Path) -> None:
     predicted, measured, excluded = (
-        law.predict(law.x_of(points), points.length),
+        law.predict(law.x_of(points), points.length, points.initial_loss),
         points.delta_loss,
         ~law.usable(points),
     )
@@ -71,9 +73,14 @@ def delta_vs_length(law: MemoryLaw, points: LawPoints, path: Path) -> None:
     for i, rank in enumerate(ranks):
         colour = colours(i / max(1, len(ranks) - 1))
         x = rank * (points.params / points.rank)[0] if law.x == "params" else rank
-        axes.plot(curve, law.predict(x, curve), color=colour, linewidth=1)
+        if law.form_.covariate is None:
+            axes.plot(curve, law.predict(x, curve), color=colour, linewidth=1)
         for k, ratio in enumerate(_ratios(points)):
             pick = (points.rank == rank) & _of_ratio(points, ratio)
+            if law.form_.covariate is not None and pick.any():
+                # one curve per ratio, at the mean initial loss its points had
+                start = float(points.initial_loss[pick].mean())
+                axes.plot(curve, law.predict(x, curve, start), color=colour, linewidth=1, linestyle=LINES[k % 4])
             axes.scatter(
                 points.length[pick & ~excluded],
                 points.delta_loss[pick & ~excluded],
