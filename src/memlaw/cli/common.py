@@ -7,6 +7,7 @@ these and must start in a fraction of a second.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from memlaw.config import build_config, read_yaml
@@ -34,3 +35,13 @@ def check_new_folder(path: str | None, flag: str) -> Path | None:
     if folder is not None and folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise MemlawInputError(f"{flag} {folder} already exists and is not an empty folder: choose a new folder")
     return folder
+
+
+def check_output_file(path: str, flag: str) -> None:
+    """Refuse, before any work, an output file that is a folder or sits where nothing can be written."""
+    target = Path(path)
+    if target.is_dir():
+        raise MemlawInputError(f"{flag} {target} is a folder: give a file name")
+    parent = next((folder for folder in (target.parent, *target.parent.parents) if folder.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise MemlawInputError(f"{flag} {target}: cannot write in {parent}")

@@ -19,7 +19,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from memlaw.cli import ask, fit, plan, probe, report, sweep, train
+    from memlaw.cli import ask, calibrate, fit, plan, probe, report, sweep, train
 
     parser = OneLineParser(prog="memlaw", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.register(commands)
     sweep.register(commands)
     fit.register(commands)
+    calibrate.register(commands)
     plan.register(commands)
     report.register(commands)
     ask.register(commands)

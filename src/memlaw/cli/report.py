@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from memlaw.cli.fit import add_fit_options, fit_from_args
-from memlaw.cli.plan import load_law
+from memlaw.law.library import load_law
 from memlaw.law.points import load_points
 from memlaw.report import write_report
 

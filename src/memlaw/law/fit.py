@@ -19,6 +19,7 @@ from scipy.optimize import least_squares
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.errors import MemlawInputError
+from memlaw.law.certify import fit_certification
 from memlaw.law.cost import fit_cost
 from memlaw.law.forms import FORMS, PowerLaw
 from memlaw.law.points import LawPoints
@@ -152,7 +153,7 @@ class MemoryLaw:
         self.n_points_ = int(keep.sum())
         self.ci_ = self._bootstrap()
         self.warnings_ += self._log_limit()
-        self.provenance_, self.reference_, self.cost_ = {}, {}, None
+        self.provenance_, self.reference_, self.cost_, self.certification_ = {}, {}, None, None
         return self
 
     def log_limit_rates(self) -> dict[str, tuple[float, float | None, float | None]] | None:
@@ -255,6 +256,10 @@ class MemoryLaw:
         )  # fmt: skip
         self.provenance_, self.reference_ = points.provenance, points.planning_reference()
         self.cost_ = fit_cost(points.subset(_stopped_on_their_own(points)))
+        if points.initial_loss is not None and points.certified is not None:
+            # every cell, saturated ones too: they are where certification happens
+            predicted = points.initial_loss - self.predict(self.x_of(points), points.length, points.initial_loss)
+            self.certification_ = fit_certification(predicted, points.certified)
         return self
 
     def _set_params(self, params: np.ndarray) -> None:
@@ -326,6 +331,7 @@ class MemoryLaw:
                 "bootstrap": self.bootstrap, "seed": self.seed,
             },
             "cost": self.cost_,
+            "certification": self.certification_,
             "provenance": self.provenance_,
             "reference": self.reference_,
             "bootstrap_draws": self.draws_.tolist(),
@@ -345,6 +351,7 @@ class MemoryLaw:
         law.saturation_applied_ = values.get("saturation_applied", "loss")
         law.warnings_ = values.get("warnings", [])
         law.cost_ = values.get("cost")
+        law.certification_ = values.get("certification")
         law.grid_ = values["grid"]
         law.provenance_ = values["provenance"]
         law.reference_ = values.get("reference", {})

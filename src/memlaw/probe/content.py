@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from memlaw.measure.teacher_forced import evaluate_tokens
+from memlaw.models.loading import LoadedModel
 from memlaw.probe.config import ProbeConfig
 from memlaw.probe.data import prepare
 
@@ -40,9 +41,10 @@ class ContentLosses:
         return lengths, np.cumsum(self.item_loss_sums) / lengths
 
 
-def content_losses(config: ProbeConfig) -> ContentLosses:
-    """The initial losses of ``config.data`` (a file) under ``config``'s model and prompt format."""
-    loaded, data = prepare(config, None)
+def content_losses(config: ProbeConfig, loaded: LoadedModel | None = None) -> ContentLosses:
+    """The initial losses of ``config.data`` (a file) under ``config``'s model and prompt format
+    (the model is loaded unless ``loaded`` is given)."""
+    loaded, data = prepare(config, loaded)
     tokens = evaluate_tokens(
         loaded.model, data, pad_id=loaded.tokenizer.pad_token_id, batch_size=config.eval_batch_size
     ).of_copy(0)

@@ -1,0 +1,201 @@
+"""Are memlaw's plans right? Plan a rank for data sets the law never saw, then train and look.
+
+For every set: the law plans the smallest rank for all of it (``plan_rank`` on the set's
+measured initial loss, exactly as ``memlaw plan --data`` does), once for certification with
+probability ``--confidence`` (the default plan, when the law has a certification model) and
+once for a mean final loss below ln 2. The set is then trained as the law's probes trained
+(``memlaw plan --verify``) at both planned ranks and at half the first. With ``--bisect``, the
+smallest certifying rank is also searched below the planned one. Other laws
+(``--compare``) are scored on the same trainings: their predicted final loss against the
+measured one, which is the held-out evidence for choosing a law form.
+
+Every training is appended to ``--out`` (JSONL) and skipped when the script runs again, so an
+interrupted run resumes. The table printed at the end is the README's.
+
+    python benchmarks/plan_accuracy.py --law src/memlaw/laws/smollm2-135m-instruct.json \\
+        --compare runs/calibrate/law-full.json --out runs/plan-accuracy.jsonl --bisect phonebook-120,facts,prose
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import string
+from pathlib import Path
+
+from memlaw.constants import CERTIFY_LOSS
+from memlaw.law.library import load_law
+from memlaw.law.plan import plan_rank, target_for_confidence
+from memlaw.law.verify import law_config
+from memlaw.probe.content import content_losses
+from memlaw.probe.data import prepare
+from memlaw.probe.run import run_probe
+
+HERE = Path(__file__).parent / "data"
+
+
+def facts_file(folder: Path, count: int = 12, seed: int = 0) -> Path:
+    """Made-up facts whose answers mix letters and digits (locker codes, plates, room numbers)."""
+    rng = random.Random(seed)
+    people = ["Ada", "Bram", "Chiara", "Dmitri", "Esme", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kaia", "Lior"]
+    lines = []
+    for name in people[:count]:
+        code = "".join(rng.choice(string.ascii_uppercase) for _ in range(2)) + str(rng.randrange(100, 1000))
+        room = f"{rng.choice('ABCDEFG')}{rng.randrange(1, 9)}.{rng.randrange(10, 60)}"
+        lines.append(json.dumps({"key": f"Locker and office of {name}?", "value": f"locker {code}, office {room}"}))
+    path = folder / "facts.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def data_sets(folder: Path) -> dict[str, dict]:
+    """Name -> probe data settings of each held-out set (none of them in the calibration grid)."""
+    return {
+        "phonebook-60": {"data": "phonebook", "length": 60},
+        "phonebook-120": {"data": "phonebook", "length": 120},
+        "phonebook-240": {"data": "phonebook", "length": 240},
+        "facts": {"data": str(facts_file(folder))},
+        "prose": {"data": str(HERE / "prose.txt")},
+        "prose-rho0.2": {"data": "longcontext", "text": str(HERE / "prose.txt"), "ratio": 0.2, "length": 100},
+        "code": {"data": str(HERE / "code.txt")},
+        "chat": {"data": str(HERE / "chat.jsonl")},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--law", required=True, help="the law whose plans are checked")
+    parser.add_argument("--compare", nargs="*", default=[], help="other laws scored on the same trainings")
+    parser.add_argument("--out", required=True, help="JSONL of trainings (resumed when it exists)")
+    parser.add_argument("--sets", help="comma list of sets to run (default: all)")
+    parser.add_argument("--bisect", default="", help="comma list of sets whose smallest certifying rank is searched")
+    parser.add_argument("--confidence", type=float, default=0.9, help="certification probability plans aim for")
+    args = parser.parse_args()
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    folder = out.parent / f"{out.stem}-data"
+    folder.mkdir(exist_ok=True)
+    sets = data_sets(folder)
+    chosen = args.sets.split(",") if args.sets else list(sets)
+    law = load_law(args.law)
+    others = {name: load_law(name) for name in args.compare}
+    done = {(r["set"], r["rank"]): r for r in map(json.loads, out.read_text().splitlines())} if out.exists() else {}
+    loaded = None
+
+    def train(name: str, rank: int, plan) -> dict:
+        nonlocal loaded
+        if (name, rank) in done:
+            return done[(name, rank)]
+        config = law_config(law, rank=rank, **sets[name])
+        if loaded is None:
+            loaded, _ = prepare(config, None)
+        result = run_probe(config, loaded)
+        result.adapter.remove()
+        row = {
+            "set": name, "rank": rank, "planned_rank": plan["rank"], "length": result.length,
+            "initial_loss": result.initial_loss, "final_loss": result.final_loss, "certified": result.certified,
+            "exact_match": result.exact_match, "frac_above_half": result.frac_above_half, "steps": result.steps,
+            "seconds": result.seconds, "stop_reason": result.stop_reason,
+            "predicted_final_loss": {
+                label: float(result.initial_loss - other.predict(rank, result.length, result.initial_loss))
+                for label, other in {"law": law, **others}.items()
+            },
+            "predicted_steps": plan["steps"] if rank == plan["rank"] else None,
+        }  # fmt: skip
+        with out.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+        done[(name, rank)] = row
+        predicted = row["predicted_final_loss"]["law"]
+        print(
+            f"{name} rank {rank}: final loss {row['final_loss']:.3f} (predicted {predicted:.3f}), certified "
+            f"{row['certified']}, exact {row['exact_match']:.0%}, {row['steps']} steps, {row['seconds']:.0f} s",
+            flush=True,
+        )
+        return row
+
+    target = CERTIFY_LOSS
+    if law.certification_ is not None:
+        target = target_for_confidence(law, args.confidence)
+        print(f"plans for certification with probability {args.confidence:.0%}: predicted final loss <= {target:.3f}")
+    summary = []
+    for name in chosen:
+        config = law_config(law, **sets[name])
+        if loaded is None:
+            loaded, _ = prepare(config, None)
+        content = content_losses(config, loaded)
+        planned = plan_rank(law, content.length, initial_loss=content.initial_loss, target_loss=target)
+        mean_plan = plan_rank(law, content.length, initial_loss=content.initial_loss)
+        plan = {
+            "rank": int(planned.rank),
+            "steps": None if planned.predicted_steps is None else planned.predicted_steps[0],
+            "probability": planned.certify_probability,
+        }
+        print(
+            f"{name}: {content.length} tokens at initial loss {content.initial_loss:.3f}: planned rank {plan['rank']} "
+            f"(predicted final loss {planned.predicted_final_loss:.3f}); for a mean below ln 2: {mean_plan.rank:g}",
+            flush=True,
+        )
+        at_plan = train(name, plan["rank"], plan)
+        at_mean_plan = train(name, int(mean_plan.rank), plan)
+        half = plan["rank"] // 2
+        at_half = train(name, half, plan) if half >= 1 else None
+        smallest = None
+        if name in args.bisect.split(",") and at_plan["certified"]:
+            low, high = (half, plan["rank"]) if at_half is not None and not at_half["certified"] else (0, plan["rank"])
+            if at_half is not None and at_half["certified"]:
+                high = half
+            while high - low > 1:  # low fails (0 always does), high certifies
+                middle = (low + high) // 2
+                low, high = (low, middle) if train(name, middle, plan)["certified"] else (middle, high)
+            smallest = high
+        summary.append({
+            "set": name, "tokens": content.length, "initial_loss": content.initial_loss, "plan": plan["rank"],
+            "probability": plan["probability"], "at_plan": at_plan, "at_half": at_half, "smallest": smallest,
+            "mean_plan": int(mean_plan.rank), "at_mean_plan": at_mean_plan,
+        })  # fmt: skip
+    print_table(summary, ["law", *others])
+
+
+def print_table(summary: list[dict], labels: list[str]) -> None:
+    print("\n| set | tokens | initial loss | planned rank (P certify) | final loss at plan (predicted) | "
+          "certified at plan | exact match | certified at half | smallest certifying rank | rank for mean < ln 2: "
+          "certified |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---|---:|---|---:|---|")
+    for row in summary:
+        plan, half = row["at_plan"], row["at_half"]
+        predicted = plan["predicted_final_loss"]["law"]
+        probability = "" if row["probability"] is None else f" ({row['probability']:.0%})"
+        print(
+            f"| {row['set']} | {row['tokens']} | {row['initial_loss']:.2f} | {row['plan']}{probability} | "
+            f"{plan['final_loss']:.3f} ({predicted:.3f}) | {'yes' if plan['certified'] else 'no'} | "
+            f"{plan['exact_match']:.0%} | {'—' if half is None else ('yes' if half['certified'] else 'no')} | "
+            f"{'—' if row['smallest'] is None else row['smallest']} | "
+            f"{row['mean_plan']}: {'yes' if row['at_mean_plan']['certified'] else 'no'} |"
+        )
+    plans = [row["at_plan"] for row in summary]
+    halves = [row["at_half"] for row in summary if row["at_half"] is not None]
+    print(f"\ncertified at the planned rank: {sum(p['certified'] for p in plans)}/{len(plans)}")
+    print(f"certified at half the planned rank: {sum(h['certified'] for h in halves)}/{len(halves)}")
+    means = [row["at_mean_plan"] for row in summary]
+    print(f"certified at the rank planned for a mean below ln 2: {sum(m['certified'] for m in means)}/{len(means)}")
+    ratios = [row["plan"] / row["smallest"] for row in summary if row["smallest"]]
+    if ratios:
+        print(f"planned / smallest certifying rank: {', '.join(f'{r:.2f}' for r in ratios)}")
+    trainings = list({(t["set"], t["rank"]): t for t in plans + halves + means}.values())
+    for label in labels:
+        errors = [abs(t["predicted_final_loss"][label] - t["final_loss"]) for t in trainings]
+        print(f"mean absolute error of the predicted final loss, {label}: {statistics.mean(errors):.3f} nats "
+              f"over {len(errors)} trainings (median {statistics.median(errors):.3f})")  # fmt: skip
+    certified_steps = [(p["predicted_steps"], p["steps"]) for p in plans if p["predicted_steps"]]
+    if certified_steps:
+        ratio = statistics.median(s / p for p, s in certified_steps)
+        print(f"measured / predicted steps at the planned rank: median {ratio:.2f}")
+    assert all(math.isfinite(t["final_loss"]) for t in trainings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""``memlaw calibrate``: the standard calibration sweep for a model, fitted into the law that
+``memlaw plan --model M`` then finds.
+
+The sweep is the packaged one (``memlaw/laws/calibration.yaml``, sized for the default model):
+random tokens and text at two ratios, each probe trained until it converges. For another model
+its lengths scale with the model's width (the bypass's parameters per rank) and the bypass sits
+two layers below the top, as in the default model's law. Groups run cheapest first, and no new
+group starts once --budget-minutes is spent; the store keeps every finished cell, so running
+the command again continues where it stopped. The law is fitted with the content's initial
+loss as a covariate, so that it can plan for files unlike the calibration data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from importlib import resources
+
+from memlaw.cli.common import quiet_libraries
+from memlaw.cli.sweep import parse_overrides
+from memlaw.constants import DEFAULT_MODEL
+from memlaw.errors import MemlawInputError
+from memlaw.io import write_json_atomic
+from memlaw.law.library import PACKAGED_LAWS, law_file_name, memlaw_home, user_law_path
+
+#: The law forms calibration tries: the content's initial loss as a covariate, raw or above ln 2.
+#: The one with the lower held-out error is kept (docs/planning.md).
+CALIBRATION_FORMS = ("initial", "excess")
+#: Width the packaged grid's lengths were sized for (SmolLM2-135M: d_model 576).
+REFERENCE_WIDTH = 576
+#: The bypass sits this many layers below the top (layer 28 of 30 in the default model).
+LAYERS_FROM_TOP = 2
+#: Cells fewer than this and no law is written: the covariate form has 5 constants.
+MIN_CELLS = 8
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "calibrate", help="calibrate the law for a model (sweep, then fit)", description=__doc__
+    )
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"the model to calibrate (default: {DEFAULT_MODEL})")
+    parser.add_argument("--gguf-file", help="GGUF file name inside --model's folder or repo")
+    parser.add_argument("--budget-minutes", type=float, default=60.0, help="start no new group after this long")
+    parser.add_argument("--store", help="results store (default: calibration/<model>.db in $MEMLAW_HOME)")
+    parser.add_argument("--out", help="law file to write (default: where memlaw plan --model finds it)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SETTING=VALUE",
+        help="fix a probe setting for every cell (repeatable; e.g. autocast=true, layer=20)",
+    )  # fmt: skip
+    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples for the law's 95%% intervals")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from memlaw.law.fit import MemoryLaw
+    from memlaw.law.points import load_points
+    from memlaw.law.summary import describe_fit
+    from memlaw.models.loading import load_model_config
+    from memlaw.sweep.grid import SweepConfig, load_sweep
+    from memlaw.sweep.runner import run_sweep
+    from memlaw.sweep.store import ResultsStore
+
+    if not args.budget_minutes > 0:
+        raise MemlawInputError(f"--budget-minutes must be positive, got {args.budget_minutes}")
+    overrides = parse_overrides(args.overrides)
+    config = load_model_config(args.model, args.gguf_file)
+    depth, width = getattr(config, "num_hidden_layers", None), getattr(config, "hidden_size", None)
+    if not depth or not width:
+        raise MemlawInputError(f"{args.model}: its config names no num_hidden_layers and hidden_size to size the sweep")
+    standard = load_sweep(str(resources.files(PACKAGED_LAWS).joinpath("calibration.yaml")))
+    fixed = {
+        **standard.fixed, "model": args.model, "gguf_file": args.gguf_file,
+        "layer": max(0, int(depth) - LAYERS_FROM_TOP), **overrides,
+    }  # fmt: skip
+    scale = int(width) / REFERENCE_WIDTH
+    groups = [
+        SweepConfig([{**grid, "length": sorted({max(8, round(n * scale)) for n in grid["length"]})}], fixed)
+        for grid in standard.grids
+    ]
+    store_path = args.store or memlaw_home() / "calibration" / law_file_name(args.model).replace(".json", ".db")
+    store_path = str(store_path)
+    quiet_libraries()
+    deadline = time.monotonic() + 60 * args.budget_minutes
+    with ResultsStore(store_path) as store:
+        for number, group in enumerate(groups, start=1):
+            if time.monotonic() > deadline:
+                print(f"time budget spent after {number - 1} of {len(groups)} groups: run again to continue")
+                break
+            report = run_sweep(group, store, progress=not args.quiet)
+            done = f"{report.done} done, {report.skipped} stored before, {report.failed} failed"
+            print(f"group {number}/{len(groups)}: {done}")
+        finished = len(store.rows({"status": "done"}))
+    if finished < MIN_CELLS:
+        raise MemlawInputError(
+            f"{finished} cells finished, too few for a law (at least {MIN_CELLS}): "
+            "raise --budget-minutes or run the command again"
+        )
+    points = load_points(store_path)
+    law = _best_form(points, MemoryLaw(bootstrap=args.bootstrap))
+    print(f"law form: {law.form} (lowest held-out error of {', '.join(CALIBRATION_FORMS)})")
+    print("\n".join(describe_fit(law, points)))
+    out = args.out or user_law_path(args.model)
+    write_json_atomic(out, law.to_dict())
+    print(f"law: {out} (memlaw plan --model {args.model} --data FILE uses it)")
+    return 0
+
+
+def _best_form(points, law):
+    """``law`` fitted with each calibration form; the one that predicts its held-out cells best."""
+    from memlaw.law.compare import heldout_error
+
+    fitted = [law.clone(form=form).fit_points(points) for form in CALIBRATION_FORMS]
+    errors = [heldout_error(points, candidate) for candidate in fitted]
+    scored = [(error, i) for i, error in enumerate(errors) if error is not None]
+    return fitted[min(scored)[1]] if scored else fitted[0]

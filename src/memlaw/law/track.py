@@ -1,0 +1,92 @@
+"""The track record of verified plans: every plan ``memlaw plan --verify`` trained, with what the
+law predicted and what training measured, so that later plans on the same model can say how
+often plans on it held."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+
+from memlaw.errors import MemlawInputError
+
+TABLE = "verified_plans"
+
+
+@dataclass
+class VerifiedPlan:
+    """One plan and the training run that checked it."""
+
+    model: str
+    law: str
+    data: str
+    rank: float
+    length: int
+    initial_loss: float
+    predicted_final_loss: float
+    final_loss: float
+    certified: bool
+    exact_match: float
+    predicted_steps: float | None
+    steps: int
+    predicted_seconds: float | None
+    seconds: float
+
+    def describe(self) -> str:
+        steps = "" if self.predicted_steps is None else f"{self.predicted_steps:,.0f} → "
+        time = "" if self.predicted_seconds is None else f"{self.predicted_seconds:.0f} → "
+        return (
+            f"predicted against measured at rank {self.rank:g}: final loss {self.predicted_final_loss:.3f} → "
+            f"{self.final_loss:.3f} nats/token; certified: {'yes' if self.certified else 'no'} "
+            f"(exact match {self.exact_match:.0%}); steps {steps}{self.steps:,}; seconds {time}{self.seconds:.0f}"
+        )
+
+
+_COLUMNS = {"str": "TEXT", "float": "REAL", "int": "INTEGER", "bool": "INTEGER"}
+
+
+class TrackRecord:
+    """A SQLite file of verified plans (one table, ``verified_plans``)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def record(self, verified: VerifiedPlan) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect(create=True)) as db, db:
+            row = {**asdict(verified), "created": datetime.now(UTC).isoformat(timespec="seconds")}
+            db.execute(
+                f"INSERT INTO {TABLE} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
+
+    def summary(self, model: str) -> tuple[int, int]:
+        """(plans verified on ``model``, of which certified)."""
+        if not self.path.is_file():
+            return 0, 0
+        with closing(self._connect(create=False)) as db:
+            total, certified = db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(certified), 0) FROM {TABLE} WHERE model = ?", (model,)
+            ).fetchone()
+        return int(total), int(certified)
+
+    def _connect(self, *, create: bool) -> sqlite3.Connection:
+        """Open the file, refusing (before writing anything) a database that is not a track record."""
+        try:
+            db = sqlite3.connect(self.path)
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as err:
+            raise MemlawInputError(
+                f"{self.path} is not a SQLite database ({err}): pass another --track-record"
+            ) from err
+        if tables and TABLE not in tables:
+            db.close()
+            raise MemlawInputError(
+                f"{self.path} is a SQLite database without a {TABLE} table (not memlaw's track record): "
+                "pass another --track-record"
+            )
+        if create and not tables:
+            columns = ", ".join(f"{f.name} {_COLUMNS[f.type.split(' ')[0]]}" for f in fields(VerifiedPlan))
+            db.execute(f"CREATE TABLE {TABLE} ({columns}, created TEXT)")
+        return db

@@ -1,0 +1,48 @@
+"""memlaw calibrate on a tiny model: the standard sweep scaled to the model, resumable, fitted
+into the law that memlaw plan --model finds."""
+
+import json
+
+from memlaw.law.library import user_law_path
+from memlaw.sweep.store import ResultsStore
+
+#: A coarse plateau rule makes the 18 tiny cells converge within seconds.
+QUICK = [
+    "--set",
+    "max_steps=300",
+    "--set",
+    "plateau_steps=10",
+    "--set",
+    "plateau_tol=0.5",
+    "--bootstrap",
+    "50",
+    "--quiet",
+]
+
+
+def test_calibrate_sweeps_fits_and_writes_the_law_plan_finds(cli, tiny_dir, tmp_path):
+    store = tmp_path / "calibration.db"
+    code, out, err = cli("calibrate", "--model", tiny_dir, "--store", str(store), "--budget-minutes", "1e-9", *QUICK)
+    assert code == 2 and "0 cells finished, too few for a law" in err and "run the command again" in err
+    assert "time budget spent after 0 of 9 groups" in out
+    assert not user_law_path(tiny_dir).exists()
+
+    code, out, err = cli("calibrate", "--model", tiny_dir, "--store", str(store), *QUICK)
+    assert code == 0, err
+    assert "group 1/9: 1 done, 0 stored before" in out  # lengths 24, 32, 48 all scale to the floor of 8
+    first = user_law_path(tiny_dir).read_text()
+    code, out, err = cli("calibrate", "--model", tiny_dir, "--store", str(store), *QUICK)
+    assert code == 0 and "group 9/9: 0 done, 1 stored before" in out  # resumed, nothing repeated
+    assert user_law_path(tiny_dir).read_text() == first
+    with ResultsStore(store) as results:
+        rows = results.rows({"status": "done"})
+    configs = [json.loads(row["config"]) for row in rows]
+    # 4 layers: the bypass two below the top; width 64 of 576: lengths scaled, at least 8
+    assert {c["layer"] for c in configs} == {2} and {c["ratio"] for c in configs} == {0.0, 0.3, 1.0}
+    assert sorted({c["length"] for c in configs if c["ratio"] == 1.0}) == [8, 11, 14, 21]
+    law = json.loads(user_law_path(tiny_dir).read_text())
+    assert law["fit"]["form"] in ("initial", "excess") and law["provenance"]["model"] == tiny_dir
+    assert f"law form: {law['fit']['form']} (lowest held-out error" in out
+    code, out, err = cli("plan", "--model", tiny_dir, "--length", "20", "--initial-loss", "5", "--json")
+    assert code == 0, err
+    assert json.loads(out)["law"] == str(user_law_path(tiny_dir))
