@@ -21,7 +21,9 @@ install: $(STAMP)
 
 # The main job on the default model (SmolLM2-135M-Instruct): an 8-probe capacity sweep whose
 # probes train until they converge or certify (resumable), the law fitted to the converged
-# cells only, a rank planned for 96 tokens, and a report folder with the figures.
+# cells only, a rank planned for 96 tokens, and a report folder with the figures. Then the
+# loop closes on a file: the packaged law plans a rank for examples/contacts.jsonl, that rank
+# is trained with the law's budget, and predicted and measured are printed side by side.
 # Training runs under bf16 autocast where the CPU has bf16 units (or on a GPU); every
 # measurement stays float32. Elsewhere it trains in float32, about twice as long.
 DEMO := runs/demo
@@ -32,6 +34,7 @@ demo: $(STAMP)
 	$(BIN)/memlaw plan --law $(DEMO)/law.json --length 96 --ratio 1.0
 	rm -rf $(DEMO)/report
 	$(BIN)/memlaw report --from $(DEMO)/capacity.db --law $(DEMO)/law.json --plan-length 96 --out $(DEMO)/report
+	$(BIN)/memlaw plan --data examples/contacts.jsonl --verify --quiet --track-record $(DEMO)/track-record.db
 
 # Lint first (ruff's rules are pinned in pyproject.toml), then the suite.
 test: $(STAMP)

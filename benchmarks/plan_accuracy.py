@@ -28,7 +28,7 @@ from pathlib import Path
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.law.library import load_law
-from memlaw.law.plan import plan_rank, target_for_confidence
+from memlaw.law.plan import margin_for, plan_rank
 from memlaw.law.verify import law_config
 from memlaw.probe.content import content_losses
 from memlaw.probe.data import prepare
@@ -100,16 +100,11 @@ def main() -> None:
             "initial_loss": result.initial_loss, "final_loss": result.final_loss, "certified": result.certified,
             "exact_match": result.exact_match, "frac_above_half": result.frac_above_half, "steps": result.steps,
             "seconds": result.seconds, "stop_reason": result.stop_reason,
-            "predicted_final_loss": {
-                label: float(result.initial_loss - other.predict(rank, result.length, result.initial_loss))
-                for label, other in {"law": law, **others}.items()
-            },
-            "predicted_steps": plan["steps"] if rank == plan["rank"] else None,
         }  # fmt: skip
         with out.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
         done[(name, rank)] = row
-        predicted = row["predicted_final_loss"]["law"]
+        predicted = predicted_final_loss(law, row)
         print(
             f"{name} rank {rank}: final loss {row['final_loss']:.3f} (predicted {predicted:.3f}), certified "
             f"{row['certified']}, exact {row['exact_match']:.0%}, {row['steps']} steps, {row['seconds']:.0f} s",
@@ -117,17 +112,18 @@ def main() -> None:
         )
         return row
 
-    target = CERTIFY_LOSS
+    confidence = None
     if law.certification_ is not None:
-        target = target_for_confidence(law, args.confidence)
-        print(f"plans for certification with probability {args.confidence:.0%}: predicted final loss <= {target:.3f}")
+        confidence = args.confidence
+        margin = margin_for(law, confidence)
+        print(f"plans for certification with probability {confidence:.0%}: capacity margin >= {margin:.3f}")
     summary = []
     for name in chosen:
         config = law_config(law, **sets[name])
         if loaded is None:
             loaded, _ = prepare(config, None)
         content = content_losses(config, loaded)
-        planned = plan_rank(law, content.length, initial_loss=content.initial_loss, target_loss=target)
+        planned = plan_rank(law, content.length, initial_loss=content.initial_loss, confidence=confidence)
         mean_plan = plan_rank(law, content.length, initial_loss=content.initial_loss)
         plan = {
             "rank": int(planned.rank),
@@ -154,20 +150,28 @@ def main() -> None:
             smallest = high
         summary.append({
             "set": name, "tokens": content.length, "initial_loss": content.initial_loss, "plan": plan["rank"],
-            "probability": plan["probability"], "at_plan": at_plan, "at_half": at_half, "smallest": smallest,
-            "mean_plan": int(mean_plan.rank), "at_mean_plan": at_mean_plan,
+            "probability": plan["probability"], "steps": plan["steps"], "at_plan": at_plan, "at_half": at_half,
+            "smallest": smallest, "mean_plan": int(mean_plan.rank), "at_mean_plan": at_mean_plan,
         })  # fmt: skip
-    print_table(summary, ["law", *others])
+    print_table(summary, {"law": law, **others}, [row for row in done.values() if row["set"] in chosen])
 
 
-def print_table(summary: list[dict], labels: list[str]) -> None:
+def predicted_final_loss(law, training: dict) -> float:
+    """What ``law`` predicts for a training's measured rank, length and initial loss."""
+    start = training["initial_loss"]
+    return float(start - law.predict(training["rank"], training["length"], start))
+
+
+def print_table(summary: list[dict], laws: dict, trainings: list[dict]) -> None:
+    """The README's table, then the shares, ratios and errors: predictions are scored on every
+    training of these sets (``trainings``), at whatever rank it ran."""
     print("\n| set | tokens | initial loss | planned rank (P certify) | final loss at plan (predicted) | "
           "certified at plan | exact match | certified at half | smallest certifying rank | rank for mean < ln 2: "
           "certified |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---|---:|---|---:|---|")
     for row in summary:
         plan, half = row["at_plan"], row["at_half"]
-        predicted = plan["predicted_final_loss"]["law"]
+        predicted = predicted_final_loss(laws["law"], plan)
         probability = "" if row["probability"] is None else f" ({row['probability']:.0%})"
         print(
             f"| {row['set']} | {row['tokens']} | {row['initial_loss']:.2f} | {row['plan']}{probability} | "
@@ -185,14 +189,17 @@ def print_table(summary: list[dict], labels: list[str]) -> None:
     ratios = [row["plan"] / row["smallest"] for row in summary if row["smallest"]]
     if ratios:
         print(f"planned / smallest certifying rank: {', '.join(f'{r:.2f}' for r in ratios)}")
-    trainings = list({(t["set"], t["rank"]): t for t in plans + halves + means}.values())
-    for label in labels:
-        errors = [abs(t["predicted_final_loss"][label] - t["final_loss"]) for t in trainings]
-        print(f"mean absolute error of the predicted final loss, {label}: {statistics.mean(errors):.3f} nats "
-              f"over {len(errors)} trainings (median {statistics.median(errors):.3f})")  # fmt: skip
-    certified_steps = [(p["predicted_steps"], p["steps"]) for p in plans if p["predicted_steps"]]
-    if certified_steps:
-        ratio = statistics.median(s / p for p, s in certified_steps)
+    for label, law in laws.items():
+        # a loss is never below 0: the plan reads a prediction below 0 as saturation, so does this
+        errors = [abs(max(predicted_final_loss(law, t), 0.0) - t["final_loss"]) for t in trainings]
+        limited = [e for e, t in zip(errors, trainings, strict=True) if t["final_loss"] >= CERTIFY_LOSS]
+        median = statistics.median(errors)
+        print(f"mean absolute error of the predicted final loss (below 0 read as 0), {label}: "
+              f"{statistics.mean(errors):.3f} nats over {len(errors)} trainings (median {median:.3f}); "
+              f"{statistics.mean(limited):.3f} over the {len(limited)} that ended above ln 2")  # fmt: skip
+    steps = [(row["steps"], row["at_plan"]["steps"]) for row in summary if row["steps"]]
+    if steps:
+        ratio = statistics.median(measured / predicted for predicted, measured in steps)
         print(f"measured / predicted steps at the planned rank: median {ratio:.2f}")
     assert all(math.isfinite(t["final_loss"]) for t in trainings)
 

@@ -121,19 +121,19 @@ def test_bad_verify_and_output_options_are_one_line(cli, law_file, facts, tmp_pa
 
 
 def test_plans_aim_for_certification_when_the_law_can_tell_its_probability(cli, tiny_dir, tmp_path, law_file):
-    from memlaw.law.certify import loss_for_confidence
+    from memlaw.law.certify import margin_for_confidence
 
     law = tiny_law(tiny_dir)
-    law.certification_ = {"intercept": 2.0, "slope": -8.0, "cells": 20, "certified": 8, "loss_range": [-1.0, 2.0]}
+    law.certification_ = {"predictor": "capacity margin", "intercept": -15.0, "slope": 12.0, "cells": 20,
+                          "certified": 8, "margin_range": [0.5, 1.8]}  # fmt: skip
     path = tmp_path / "certifying-law.json"
     write_json_atomic(path, law.to_dict())
     code, out, err = cli("plan", "--law", str(path), "--length", "20", "--initial-loss", "6", "--json")
     assert code == 0, err
     plan = json.loads(out)
-    assert plan["confidence"] == 0.9 and plan["target_loss"] == pytest.approx(
-        loss_for_confidence(law.certification_, 0.9)
-    )
-    assert plan["predicted_final_loss"] <= plan["target_loss"] and plan["certify_probability"] >= 0.9
+    margin = margin_for_confidence(law.certification_, 0.9)
+    assert plan["confidence"] == 0.9 and plan["target_margin"] == pytest.approx(margin)
+    assert 6 - plan["predicted_final_loss"] >= margin * (6 - np.log(2)) and plan["certify_probability"] >= 0.9
     code, text, _ = cli("plan", "--law", str(path), "--length", "20", "--initial-loss", "6")
     assert text.startswith("planned to certify recall with probability 90%")
     assert "probability that training at this rank certifies recall" in text

@@ -126,31 +126,35 @@ def test_a_covariate_law_plans_more_rank_for_content_the_model_knows_less():
     assert back.length >= 100 and back.predicted_final_loss == pytest.approx(CERTIFY_LOSS)
 
 
-def test_a_logistic_certification_model_sets_the_target_of_a_confident_plan():
-    from memlaw.law.certify import certify_probability, fit_certification, loss_for_confidence
-    from memlaw.law.plan import target_for_confidence
+def test_a_logistic_certification_model_sets_the_margin_of_a_confident_plan():
+    from memlaw.law.certify import certify_probability, fit_certification, margin_for_confidence
+    from memlaw.law.plan import margin_for
 
     rng = np.random.default_rng(0)
-    predicted = rng.uniform(-1.0, 2.0, 400)
-    truth = 1 / (1 + np.exp(-(2.0 - 6.0 * predicted)))  # P = 0.5 at a predicted loss of 1/3
-    model = fit_certification(predicted, rng.random(400) < truth)
-    assert model["slope"] == pytest.approx(-6.0, rel=0.35) and model["cells"] == 400
-    assert loss_for_confidence(model, 0.5) == pytest.approx(1 / 3, abs=0.1)
-    assert certify_probability(model, loss_for_confidence(model, 0.9)) == pytest.approx(0.9)
-    # cleanly separated cells still give a finite, falling model; one outcome alone gives none
-    separated = fit_certification([-0.5, -0.2, 0.0, 0.5, 1.0, 2.0], [1, 1, 1, 0, 0, 0])
-    assert separated["slope"] < 0 and np.isfinite(separated["intercept"])
-    assert fit_certification([0.1, 0.2, 0.3], [1, 1, 1]) is None
+    start, margin = rng.uniform(2.0, 14.0, 400), rng.uniform(0.5, 1.8, 400)
+    predicted = start - margin * (start - CERTIFY_LOSS)  # the law's final loss at that capacity margin
+    truth = 1 / (1 + np.exp(-(12.0 * margin - 15.0)))  # P = 0.5 at a margin of 1.25
+    model = fit_certification(start, predicted, rng.random(400) < truth)
+    assert model["slope"] == pytest.approx(12.0, rel=0.35) and model["cells"] == 400
+    assert margin_for_confidence(model, 0.5) == pytest.approx(1.25, abs=0.05)
+    at_90 = margin_for_confidence(model, 0.9)
+    assert certify_probability(model, 6.0, 6.0 - at_90 * (6.0 - CERTIFY_LOSS)) == pytest.approx(0.9)
+    # cleanly separated cells still give a finite, rising model; one outcome alone gives none
+    margins = np.array([0.8, 0.9, 1.0, 1.2, 1.3, 1.4])
+    separated = fit_certification(np.full(6, 10.0), 10.0 - margins * (10.0 - CERTIFY_LOSS), [0, 0, 0, 1, 1, 1])
+    assert separated["slope"] > 0 and np.isfinite(separated["intercept"])
+    assert fit_certification([5.0] * 3, [0.1, 0.2, 0.3], [1, 1, 1]) is None
 
     law = MemoryLaw(bootstrap=0).fit_points(points())
     with pytest.raises(MemlawInputError, match="no certification model"):
-        target_for_confidence(law, 0.9)
+        margin_for(law, 0.9)
     law.certification_ = model
-    target = target_for_confidence(law, 0.9)
-    assert target == pytest.approx(loss_for_confidence(model, 0.9))
-    plan = plan_rank(law, 300, initial_loss=10.0, target_loss=target)
-    assert plan.certify_probability >= 0.9 and plan.predicted_final_loss <= target
+    plan = plan_rank(law, 300, initial_loss=10.0, confidence=0.9)
+    assert plan.certify_probability >= 0.9
+    assert 10.0 - plan.predicted_final_loss >= at_90 * (10.0 - CERTIFY_LOSS)
     looser = plan_rank(law, 300, initial_loss=10.0)
     assert looser.rank <= plan.rank and looser.certify_probability <= plan.certify_probability
+    back = plan_length(law, plan.rank, initial_loss=10.0, confidence=0.9)
+    assert back.length >= 300 and back.certify_probability == pytest.approx(0.9, abs=1e-6)
     with pytest.raises(MemlawInputError, match="between 0 and 1"):
-        target_for_confidence(law, 1.0)
+        margin_for(law, 1.0)

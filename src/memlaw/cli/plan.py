@@ -18,7 +18,7 @@ from memlaw.errors import MemlawInputError
 from memlaw.io import write_json_atomic
 from memlaw.law.fit import MemoryLaw
 from memlaw.law.library import find_law, load_law, memlaw_home
-from memlaw.law.plan import Plan, content_warning, plan_items, plan_length, plan_rank, target_for_confidence
+from memlaw.law.plan import Plan, content_warning, margin_for, plan_items, plan_length, plan_rank
 from memlaw.law.track import TrackRecord
 
 #: The certification probability plans aim for when the law can tell it.
@@ -76,11 +76,15 @@ def run(args: argparse.Namespace) -> int:
         law, law_name = load_law(args.law), args.law
     else:
         law, law_name = find_law(args.model or DEFAULT_MODEL)
-    args.target_loss, confidence = _target(law, args)
+    args.target_loss, args.confidence = _target(law, args)
+    confidence = args.confidence
     if args.data is not None:
         lines, record = _plan_file(law, law_name, args)
     else:
-        options = {"ratio": args.ratio, "initial_loss": args.initial_loss, "target_loss": args.target_loss}
+        options = {
+            "ratio": args.ratio, "initial_loss": args.initial_loss, "target_loss": args.target_loss,
+            "confidence": confidence,
+        }  # fmt: skip
         if args.length is not None:
             plan, asked = plan_rank(law, args.length, **options), "rank"
         else:
@@ -91,12 +95,13 @@ def run(args: argparse.Namespace) -> int:
         total, certified = _track_record(args).summary(model)
         record["track_record"] = {"model": model, "verified": total, "certified": certified}
         lines.append(f"{total} verified plans on this model: {certified} certified")
-    record.update(law=law_name, target_loss=args.target_loss, confidence=confidence)
+    record.update(law=law_name, target_loss=None if confidence else args.target_loss, confidence=confidence)
     if confidence is not None:
+        record["target_margin"] = margin_for(law, confidence)
         lines.insert(
             0,
-            f"planned to certify recall with probability {confidence:.0%}: a predicted final loss of at most "
-            f"{args.target_loss:.3g} nats/token (the law's certification model)",
+            f"planned to certify recall with probability {confidence:.0%}: a predicted loss reduction at least "
+            f"{record['target_margin']:.3g}× what a mean loss of ln 2 needs (the law's certification model)",
         )
     print(json.dumps(record, indent=2) if args.json else "\n".join(lines))
     if args.out:
@@ -121,15 +126,15 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def _target(law: MemoryLaw, args: argparse.Namespace) -> tuple[float, float | None]:
-    """(the predicted final loss to plan for, the confidence it comes from, if any)."""
+    """(the mean final loss to plan for, or the certification probability to plan for instead)."""
     if args.target_loss is not None:
         return args.target_loss, None
     confidence = args.confidence
     if confidence is None and getattr(law, "certification_", None) is not None:
         confidence = DEFAULT_CONFIDENCE
-    if confidence is None:
-        return CERTIFY_LOSS, None
-    return target_for_confidence(law, confidence), confidence
+    if confidence is not None:
+        margin_for(law, confidence)  # checks the law can plan for it
+    return CERTIFY_LOSS, confidence
 
 
 def _record(plan: Plan, asked: str) -> dict:
@@ -166,8 +171,9 @@ def _plan_file(law: MemoryLaw, law_name: str, args: argparse.Namespace) -> tuple
     facts = {"data": args.data, "items": len(content.keys), "file_length": content.length,
              "file_initial_loss": content.initial_loss}  # fmt: skip
     transfer = content_warning(law, content.initial_loss)
+    target = {"target_loss": args.target_loss, "confidence": args.confidence}
     if args.rank is None:
-        plan = plan_rank(law, content.length, initial_loss=content.initial_loss, target_loss=args.target_loss)
+        plan = plan_rank(law, content.length, initial_loss=content.initial_loss, **target)
         plan.warnings = transfer + plan.warnings
         lines, record = [head, *plan.describe("rank")], {**_record(plan, "rank"), **facts}
         training = law_config(law, args.data, fields=fields, rank=int(plan.rank))
@@ -183,9 +189,9 @@ def _plan_file(law: MemoryLaw, law_name: str, args: argparse.Namespace) -> tuple
             record["verified"] = {**verified.__dict__, "note": note}
         return lines, record
     lengths, losses = content.prefixes()
-    held, plan = plan_items(law, args.rank, lengths, losses, target_loss=args.target_loss)
+    held, plan = plan_items(law, args.rank, lengths, losses, **target)
     if plan is None:
-        first = plan_rank(law, float(lengths[0]), initial_loss=float(losses[0]), target_loss=args.target_loss)
+        first = plan_rank(law, float(lengths[0]), initial_loss=float(losses[0]), **target)
         lines = [head, f"rank {args.rank:g} holds none of the items: the first alone needs rank {first.rank:g}"]
         lines += [f"warning: {w}" for w in transfer]
         return lines, {

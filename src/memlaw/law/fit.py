@@ -259,7 +259,7 @@ class MemoryLaw:
         if points.initial_loss is not None and points.certified is not None:
             # every cell, saturated ones too: they are where certification happens
             predicted = points.initial_loss - self.predict(self.x_of(points), points.length, points.initial_loss)
-            self.certification_ = fit_certification(predicted, points.certified)
+            self.certification_ = fit_certification(points.initial_loss, predicted, points.certified)
         return self
 
     def _set_params(self, params: np.ndarray) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.errors import MemlawInputError
-from memlaw.law.certify import certify_probability, loss_for_confidence
+from memlaw.law.certify import MIN_NEED, certify_probability, margin_for_confidence
 from memlaw.law.cost import predict_seconds, predict_steps
 from memlaw.law.fit import MemoryLaw
 
@@ -121,12 +121,14 @@ def plan_rank(
     ratio: float | None = None,
     initial_loss: float | None = None,
     target_loss: float = CERTIFY_LOSS,
+    confidence: float | None = None,
 ) -> Plan:
-    """The smallest whole rank whose predicted final loss at ``length`` is below ``target_loss``."""
+    """The smallest whole rank whose predicted final loss at ``length`` is below ``target_loss``
+    (with ``confidence``: that certifies with this probability, by the law's certification model)."""
     if not length > 0:
         raise MemlawInputError(f"length must be positive, got {length}")
     start = initial_loss if initial_loss is not None else _initial_loss(law, length, ratio)
-    need = start - target_loss
+    need = float(needed_reduction(law, start, target_loss, confidence))
     per_rank = _params_per_rank(law)
     to_rank = (lambda x: x / per_rank) if law.x == "params" else (lambda x: x)
     u = law.form_.u_of(start)
@@ -150,14 +152,17 @@ def plan_length(
     ratio: float | None = None,
     initial_loss: float | None = None,
     target_loss: float = CERTIFY_LOSS,
+    confidence: float | None = None,
 ) -> Plan:
-    """The longest ℓ a rank-``rank`` adapter is predicted to bring below ``target_loss``."""
+    """The longest ℓ a rank-``rank`` adapter is predicted to bring below ``target_loss`` (or to
+    certify with probability ``confidence``)."""
     if not rank > 0:
         raise MemlawInputError(f"rank must be positive, got {rank}")
     x = _to_x(law, rank)
 
     def length_at(params, start: float) -> float:
-        return law.form_.length_at(params, x, start - target_loss, law.form_.u_of(start))
+        need = float(needed_reduction(law, start, target_loss, confidence))
+        return law.form_.length_at(params, x, need, law.form_.u_of(start))
 
     def solve(params) -> float:
         if initial_loss is not None:
@@ -192,6 +197,7 @@ def plan_items(
     initial_losses: np.ndarray,
     *,
     target_loss: float = CERTIFY_LOSS,
+    confidence: float | None = None,
 ) -> tuple[int, Plan | None]:
     """How many leading items of a file a rank-``rank`` adapter is predicted to hold: the largest
     k whose first k items (``lengths[k-1]`` answer tokens at mean initial loss
@@ -199,8 +205,9 @@ def plan_items(
     if not rank > 0:
         raise MemlawInputError(f"rank must be positive, got {rank}")
     lengths, initial_losses = np.asarray(lengths, dtype=np.float64), np.asarray(initial_losses, dtype=np.float64)
-    final = initial_losses - law.predict(np.full_like(lengths, _to_x(law, rank)), lengths, initial_losses)
-    fitting = np.flatnonzero(final < target_loss)
+    reduction = law.predict(np.full_like(lengths, _to_x(law, rank)), lengths, initial_losses)
+    final = initial_losses - reduction
+    fitting = np.flatnonzero(reduction > needed_reduction(law, initial_losses, target_loss, confidence))
     if not len(fitting):
         return 0, None
     last = int(fitting[-1])
@@ -233,12 +240,22 @@ def _completed(plan: Plan, law: MemoryLaw, ratio: float | None) -> Plan:
         _add_cost(plan, law)
         model = getattr(law, "certification_", None)
         if model is not None and math.isfinite(plan.predicted_final_loss):
-            plan.certify_probability = certify_probability(model, plan.predicted_final_loss)
+            plan.certify_probability = certify_probability(model, plan.initial_loss, plan.predicted_final_loss)
     return plan
 
 
-def target_for_confidence(law: MemoryLaw, confidence: float) -> float:
-    """The predicted final loss a plan must reach to certify with probability ``confidence``."""
+def needed_reduction(law: MemoryLaw, initial_loss, target_loss: float, confidence: float | None):
+    """The ΔL a plan needs: down to ``target_loss``, or, with ``confidence``, the capacity margin
+    that certifies with that probability (never less than what a mean of ln 2 needs)."""
+    if confidence is None:
+        return np.asarray(initial_loss, dtype=np.float64) - target_loss
+    margin = max(margin_for(law, confidence), 1.0)
+    return margin * np.maximum(np.asarray(initial_loss, dtype=np.float64) - CERTIFY_LOSS, MIN_NEED)
+
+
+def margin_for(law: MemoryLaw, confidence: float) -> float:
+    """The capacity margin (predicted ΔL over what a mean of ln 2 needs) that certifies with
+    probability ``confidence``, by the law's certification model."""
     if not 0 < confidence < 1:
         raise MemlawInputError(f"confidence must be between 0 and 1 (exclusive), got {confidence}")
     model = getattr(law, "certification_", None)
@@ -247,11 +264,10 @@ def target_for_confidence(law: MemoryLaw, confidence: float) -> float:
             "this law has no certification model (its cells never both certified and failed): "
             "plan for a mean loss with --target-loss, or recalibrate with memlaw calibrate"
         )
-    target = loss_for_confidence(model, confidence)
-    if target is None:
-        raise MemlawInputError("this law's certification model does not rise as the loss falls: it cannot plan for it")
-    # certification needs every token below ln 2, so the mean must be too
-    return min(target, CERTIFY_LOSS)
+    margin = margin_for_confidence(model, confidence)
+    if margin is None:
+        raise MemlawInputError("this law's certification model does not rise with capacity: it cannot plan for it")
+    return margin
 
 
 def _below_zero(plan: Plan) -> list[str]:

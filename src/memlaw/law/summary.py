@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from memlaw.law.certify import margin_for_confidence
 from memlaw.law.compare import compare_forms, heldout_error
 from memlaw.law.fit import MemoryLaw
 from memlaw.law.plan import BUDGET_CAVEAT
@@ -26,12 +27,12 @@ def describe_fit(law: MemoryLaw, points: LawPoints) -> list[str]:
     scored = []
     for row in compare_forms(points, law.clone(bootstrap=0)):
         if "error" in row:
-            lines.append(f"  {row['name']:36s} not fitted: {row['error']}")
+            lines.append(f"  {row['name']:55s} not fitted: {row['error']}")
             continue
         score = row["heldout_rmse"]
         if score is not None:
             scored.append((score, row["name"]))
-        lines.append(f"  {row['name']:36s} {'n/a' if score is None else f'{score:.4g}'}")
+        lines.append(f"  {row['name']:55s} {'n/a' if score is None else f'{score:.4g}'}")
     if scored:
         lines.append(f"best by held-out error: {min(scored)[1]}")
     fitted = points.subset(law.usable(points))
@@ -44,6 +45,7 @@ def describe_fit(law: MemoryLaw, points: LawPoints) -> list[str]:
             f"ℓ {fitted.length[best]:g} (whole-model anchors in the literature: about 2 and 3.6)"
         )
     lines += describe_cost(law.cost_)
+    lines += describe_certification(law.certification_)
     lines += [f"warning: {w}" for w in law.warnings_]
     lines.append(
         f"stopping rule: until {law.provenance_.get('until', 'budget')}; learning rate: "
@@ -72,3 +74,16 @@ def describe_cost(cost: dict | None) -> list[str]:
             f"on {', '.join(cost.get('hosts') or ['the machine that ran the probes'])}"
         )
     return lines
+
+
+def describe_certification(model: dict | None) -> list[str]:
+    """The certification model in one line, with the capacity margin a 90 % plan aims for."""
+    if model is None:
+        return ["certification model: not fitted (needs cells that certified and cells that did not)"]
+    margin = margin_for_confidence(model, 0.9)
+    aim = "never reached" if margin is None else f"{margin:.3g}"
+    return [
+        f"certification model: P(certified) = 1/(1+exp(−({model['intercept']:.3g} {model['slope']:+.3g}·m))), "
+        f"m = predicted ΔL / (L_init − ln 2), over {model['cells']} cells ({model['certified']} certified); "
+        f"90% at m = {aim}"
+    ]
