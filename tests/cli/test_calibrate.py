@@ -6,7 +6,7 @@ import json
 from memlaw.law.library import user_law_path
 from memlaw.sweep.store import ResultsStore
 
-#: A coarse plateau rule makes the 18 tiny cells converge within seconds.
+#: A coarse plateau rule makes the tiny cells converge within seconds.
 QUICK = [
     "--set",
     "max_steps=300",
@@ -24,15 +24,15 @@ def test_calibrate_sweeps_fits_and_writes_the_law_plan_finds(cli, tiny_dir, tmp_
     store = tmp_path / "calibration.db"
     code, out, err = cli("calibrate", "--model", tiny_dir, "--store", str(store), "--budget-minutes", "1e-9", *QUICK)
     assert code == 2 and "0 cells finished, too few for a law" in err and "run the command again" in err
-    assert "time budget spent after 0 of 9 groups" in out
+    assert "time budget spent after 0 of 16 groups" in out
     assert not user_law_path(tiny_dir).exists()
 
     code, out, err = cli("calibrate", "--model", tiny_dir, "--store", str(store), *QUICK)
     assert code == 0, err
-    assert "group 1/9: 1 done, 0 stored before" in out  # lengths 24, 32, 48 all scale to the floor of 8
+    assert "group 1/16: 1 done, 0 stored before" in out  # lengths 24, 32, 48 all scale to the floor of 8
     first = user_law_path(tiny_dir).read_text()
     code, out, err = cli("calibrate", "--model", tiny_dir, "--store", str(store), *QUICK)
-    assert code == 0 and "group 9/9: 0 done, 1 stored before" in out  # resumed, nothing repeated
+    assert code == 0 and "group 16/16: 0 done, 2 stored before" in out  # resumed, nothing repeated
     assert user_law_path(tiny_dir).read_text() == first
     with ResultsStore(store) as results:
         rows = results.rows({"status": "done"})

@@ -113,3 +113,42 @@ def test_bad_plan_data_input_is_one_line_and_exit_2(cli, facts, law_file, tmp_pa
 def test_plan_without_a_question_says_what_to_ask(cli, law_file):
     code, _, err = cli("plan", "--law", law_file[0])
     assert code == 2 and "--length N, --rank R or --data FILE" in err
+
+
+def test_plan_reads_csv_parquet_and_conversations_as_train_would(cli, law_file, tiny_dir, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path, _ = law_file
+    (tmp_path / "facts.csv").write_text(
+        "name,fact\n" + "".join(f'"{r["key"]}","{r["value"]}"\n' for r in RECORDS), encoding="utf-8"
+    )
+    pq.write_table(pa.table({"name": [r["key"] for r in RECORDS], "fact": [r["value"] for r in RECORDS]}),
+                   tmp_path / "facts.parquet")  # fmt: skip
+    chats = [{"messages": [{"role": "user", "content": r["key"]}, {"role": "assistant", "content": r["value"]}]}
+             for r in RECORDS]  # fmt: skip
+    (tmp_path / "facts.jsonl").write_text("".join(json.dumps(c) + "\n" for c in chats), encoding="utf-8")
+    reference = hf_item_losses(tiny_dir)  # raw prompts: the key, then the value
+    for name, extra in (("facts.csv", ["--fields", "name,fact"]), ("facts.parquet", ["--fields", "name,fact"])):
+        code, out, err = cli("plan", "--law", path, "--data", str(tmp_path / name), *extra, "--json")
+        assert code == 0, err
+        plan = json.loads(out)
+        assert plan["items"] == len(RECORDS) and plan["file_length"] == reference[:, 0].sum()
+        assert plan["file_initial_loss"] == pytest.approx(reference[:, 1].sum() / reference[:, 0].sum(), rel=1e-4)
+    # conversations need the chat format; the law here was fitted on raw prompts
+    code, _, err = cli("plan", "--law", path, "--data", str(tmp_path / "facts.jsonl"))
+    assert code == 2 and "need the chat prompt format" in err
+
+
+@pytest.mark.slow
+def test_a_fresh_install_plans_a_conversation_file_with_the_packaged_law(cli, tmp_path):
+    chats = [{"messages": [{"role": "user", "content": r["key"]}, {"role": "assistant", "content": r["value"]}]}
+             for r in RECORDS]  # fmt: skip
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(c) + "\n" for c in chats), encoding="utf-8")
+    code, out, err = cli("plan", "--data", str(data), "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["law"].startswith("the law packaged with memlaw") and plan["items"] == len(RECORDS)
+    assert plan["rank"] >= 1 and 0 < plan["certify_probability"] <= 1 and plan["confidence"] == 0.9
+    assert plan["train_command"].startswith(f"memlaw train {data} --out ADAPTER_DIR --layer 28")

@@ -98,7 +98,7 @@ def test_plans_find_the_law_calibrated_for_their_model(cli, tiny_dir, tmp_path):
 
 
 def test_the_default_model_plans_with_its_packaged_law(cli):
-    code, out, err = cli("plan", "--length", "96", "--json")
+    code, out, err = cli("plan", "--length", "96", "--ratio", "1", "--json")
     assert code == 0, err
     plan = json.loads(out)
     assert plan["law"] == f"the law packaged with memlaw for {DEFAULT_MODEL}" and plan["rank"] >= 1

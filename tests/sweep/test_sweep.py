@@ -198,7 +198,7 @@ SHIPPED_SWEEPS = {
     "budget-smollm2.yaml": 24,
     "converged-smollm2.yaml": 8,
     "boundary-smollm2.yaml": 9,
-    "peft-transfer-smollm2.yaml": 3,
+    "peft-transfer-smollm2.yaml": 5,
 }
 
 
