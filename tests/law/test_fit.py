@@ -187,3 +187,19 @@ def test_a_covariate_law_needs_initial_losses():
     start[3] = np.nan
     with pytest.raises(MemlawInputError, match="initial_loss holds NaN"):
         MemoryLaw(form="initial").fit(rank, length, delta, initial_loss=start)
+
+
+def test_alternatives_include_covariate_forms_only_for_content_that_varies():
+    from memlaw.law import LawPoints
+    from memlaw.law.compare import compare_forms
+
+    rank, length, start, delta = covariate_points()
+    varied = LawPoints(rank, length, delta, start - delta, initial_loss=start)
+    names = [row["name"] for row in compare_forms(varied, MemoryLaw(bootstrap=0))]
+    assert "rank, covariate u = initial loss" in names and "rank, covariate u = initial loss − ln 2" in names
+    best = min((row["heldout_rmse"], row["name"]) for row in compare_forms(varied, MemoryLaw(bootstrap=0)))
+    assert "covariate" in best[1]  # the data were made with a covariate
+    # random tokens alone: initial losses within 8 % of each other, no covariate to learn
+    alike = np.where(start > 10, start, 14.0 - 0.01 * length)
+    same = LawPoints(rank, length, delta, alike - delta, initial_loss=alike)
+    assert not any("covariate" in row["name"] for row in compare_forms(same, MemoryLaw(bootstrap=0)))
