@@ -12,6 +12,7 @@ is type-checked against the field's annotation where it enters, so inner code ca
 from __future__ import annotations
 
 import argparse
+import math
 import types
 import typing
 from dataclasses import MISSING, field, fields
@@ -117,7 +118,7 @@ def check_value(name: str, value: Any, annotation: Any) -> Any:
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            return _finite(name, float(value))
         if option is str and isinstance(value, str):
             return value
         if typing.get_origin(option) is dict and isinstance(value, dict):
@@ -144,9 +145,10 @@ def parse_text(name: str, text: str, annotation: Any) -> Any:
                 continue
         elif option is float:
             try:
-                return float(text)
+                number = float(text)
             except ValueError:
                 continue
+            return _finite(name, number)
         elif typing.get_origin(option) is dict:
             try:
                 mapping = yaml.safe_load(text)
@@ -164,6 +166,13 @@ def parse_text(name: str, text: str, annotation: Any) -> Any:
             (item_type,) = typing.get_args(option)
             return [parse_text(name, text, item_type)]
     raise MemlawInputError(f"--{name.replace('_', '-')} must be {_describe(annotation)}, got '{text}'")
+
+
+def _finite(name: str, number: float) -> float:
+    """NaN and infinities reach no arithmetic: every float setting is a finite number."""
+    if not math.isfinite(number):
+        raise MemlawInputError(f"setting '{name}' must be a finite number, got {number}")
+    return number
 
 
 def _describe(annotation: Any) -> str:

@@ -106,7 +106,7 @@ def test_plan_rank_and_length_from_a_saved_law(law_file, cli, tmp_path):
     [
         (["--length", "100"], "pass --ratio or --initial-loss"),
         (["--length", "100", "--ratio", "0.7"], "no probes at ratio 0.7"),
-        (["--rank", "-1", "--ratio", "1"], "rank must be positive"),
+        (["--rank", "-1", "--ratio", "1"], "--rank: must be > 0"),
         (["--length", "100", "--rank", "2"], "not allowed with argument"),
     ],
 )
@@ -157,6 +157,6 @@ def test_report_never_overwrites_a_folder(tmp_path, cli):
     (tmp_path / "report").mkdir()
     (tmp_path / "report" / "mine.txt").write_text("keep")
     code, _, err = cli("report", "--from", source, "--out", str(tmp_path / "report"), "--bootstrap", "0")
-    assert code == 2 and "already exists and is not empty" in err
+    assert code == 2 and "already exists and is not an empty folder" in err
     assert [p.name for p in (tmp_path / "report").iterdir()] == ["mine.txt"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -16,7 +16,7 @@ import argparse
 import time
 from importlib import resources
 
-from memlaw.cli.common import quiet_libraries
+from memlaw.cli.common import positive_number, quiet_libraries
 from memlaw.cli.sweep import parse_overrides
 from memlaw.constants import DEFAULT_MODEL
 from memlaw.errors import MemlawInputError
@@ -40,7 +40,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"the model to calibrate (default: {DEFAULT_MODEL})")
     parser.add_argument("--gguf-file", help="GGUF file name inside --model's folder or repo")
-    parser.add_argument("--budget-minutes", type=float, default=60.0, help="start no new group after this long")
+    parser.add_argument(
+        "--budget-minutes", type=positive_number, default=60.0, help="start no new group after this long"
+    )
     parser.add_argument("--store", help="results store (default: calibration/<model>.db in $MEMLAW_HOME)")
     parser.add_argument("--out", help="law file to write (default: where memlaw plan --model finds it)")
     parser.add_argument(
@@ -61,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
     from memlaw.sweep.runner import run_sweep
     from memlaw.sweep.store import ResultsStore
 
-    if not args.budget_minutes > 0:
-        raise MemlawInputError(f"--budget-minutes must be positive, got {args.budget_minutes}")
     overrides = parse_overrides(args.overrides)
     config = load_model_config(args.model, args.gguf_file)
     depth, width = getattr(config, "num_hidden_layers", None), getattr(config, "hidden_size", None)

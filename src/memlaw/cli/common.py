@@ -7,6 +7,7 @@ these and must start in a fraction of a second.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -37,11 +38,39 @@ def check_new_folder(path: str | None, flag: str) -> Path | None:
     return folder
 
 
-def check_output_file(path: str, flag: str) -> None:
-    """Refuse, before any work, an output file that is a folder or sits where nothing can be written."""
+def check_output_file(path: str, flag: str, *, folder: bool = False) -> None:
+    """Refuse, before any work, an output file that is a folder (unless ``folder``: an output
+    folder) or that sits where nothing can be written."""
     target = Path(path)
-    if target.is_dir():
+    if target.is_dir() and not folder:
         raise MemlawInputError(f"{flag} {target} is a folder: give a file name")
     parent = next((folder for folder in (target.parent, *target.parent.parents) if folder.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise MemlawInputError(f"{flag} {target}: cannot write in {parent}")
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0 (NaN, infinities and 0 are usage errors, exit 2)."""
+    number = finite_number(text)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return number
+
+
+def non_negative_number(text: str) -> float:
+    """An argparse type: a finite number ≥ 0."""
+    number = finite_number(text)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text}")
+    return number
+
+
+def finite_number(text: str) -> float:
+    """An argparse type: a finite real number."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return number

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from memlaw.cli.common import check_output_file, non_negative_number
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.io import write_json_atomic
 from memlaw.law.fit import LOSSES, SATURATION_RULES, MemoryLaw
@@ -28,7 +29,9 @@ def add_fit_options(parser: argparse.ArgumentParser) -> None:
         help="which cells count as saturated and are left out: those whose final loss is below --saturation-loss "
         "(default), or the certified ones only (see docs/convergence.md)",
     )
-    parser.add_argument("--saturation-loss", type=float, default=CERTIFY_LOSS, help="the loss rule's threshold")
+    parser.add_argument(
+        "--saturation-loss", type=non_negative_number, default=CERTIFY_LOSS, help="the loss rule's threshold"
+    )
     parser.add_argument(
         "--keep-budget-limited",
         action="store_true",
@@ -57,6 +60,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out:
+        check_output_file(args.out, "--out")
     points = load_points(args.source)
     law = fit_from_args(args, points)
     print("\n".join(describe_fit(law, points)))

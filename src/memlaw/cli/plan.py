@@ -12,7 +12,7 @@ import argparse
 import json
 import shlex
 
-from memlaw.cli.common import check_output_file, quiet_libraries
+from memlaw.cli.common import check_output_file, non_negative_number, positive_number, quiet_libraries
 from memlaw.constants import CERTIFY_LOSS, DEFAULT_MODEL
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_json_atomic
@@ -33,9 +33,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--model", help=f"use the law calibrated for this model (default: {DEFAULT_MODEL}, whose law ships with memlaw)"
     )
     want = parser.add_mutually_exclusive_group()
-    want.add_argument("--length", type=float, help="answer tokens to memorise: give the smallest rank that holds them")
     want.add_argument(
-        "--rank", type=float, help="adapter rank: give the longest length (or, with --data, the items) it holds"
+        "--length", type=positive_number, help="answer tokens to memorise: give the smallest rank that holds them"
+    )
+    want.add_argument(
+        "--rank",
+        type=positive_number,
+        help="adapter rank: give the longest length (or, with --data, the items) it holds",
     )
     parser.add_argument(
         "--data",
@@ -43,17 +47,23 @@ def register(commands: argparse._SubParsersAction) -> None:
         "it; the law's base model measures its initial loss",
     )
     parser.add_argument("--fields", help="with --data: KEY,VALUE columns of the records (default: detected)")
-    parser.add_argument("--ratio", type=float, help="which of the law's data ratios the content resembles")
-    parser.add_argument("--initial-loss", type=float, help="mean loss of the content before training (nats/token)")
+    parser.add_argument(
+        "--ratio", type=non_negative_number, help="which of the law's data ratios the content resembles"
+    )
+    parser.add_argument(
+        "--initial-loss", type=non_negative_number, help="mean loss of the content before training (nats/token)"
+    )
     target = parser.add_mutually_exclusive_group()
     target.add_argument(
         "--confidence",
-        type=float,
+        type=positive_number,
         help=f"plan for certified recall with this probability (default {DEFAULT_CONFIDENCE} when the law has a "
         "certification model)",
     )
     target.add_argument(
-        "--target-loss", type=float, help="plan for this mean final loss instead (default without a model: ln 2)"
+        "--target-loss",
+        type=non_negative_number,
+        help="plan for this mean final loss instead (default without a model: ln 2)",
     )
     parser.add_argument(
         "--verify",

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from memlaw.cli.common import quiet_libraries
+from memlaw.cli.common import check_output_file, quiet_libraries
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_text_atomic
-from memlaw.sweep.grid import load_sweep
+from memlaw.sweep.grid import MAX_CELLS, load_sweep
 from memlaw.sweep.store import ADDED_COLUMNS, COLUMNS, SETTING_COLUMNS, ResultsStore
 
 DEFAULT_STORE = "memlaw-results.db"
@@ -33,6 +33,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="SETTING=VALUE",
         help="fix a setting on top of the config's 'fixed' section (repeatable; YAML values)",
     )  # fmt: skip
+    sweep.add_argument(
+        "--max-cells", type=int, default=MAX_CELLS, help=f"refuse grids larger than this (default {MAX_CELLS:,})"
+    )
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(run=run_sweep_command)
 
@@ -60,7 +63,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
 def run_sweep_command(args: argparse.Namespace) -> int:
     from memlaw.sweep.runner import run_sweep
 
-    sweep = load_sweep(args.config, parse_overrides(args.overrides))
+    sweep = load_sweep(args.config, parse_overrides(args.overrides), max_cells=args.max_cells)
     quiet_libraries()
     with ResultsStore(args.store) as store:
         report = run_sweep(
@@ -80,6 +83,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 
 def run_results_command(args: argparse.Namespace) -> int:
+    for flag, target in (("--csv", args.csv), ("--parquet", args.parquet)):
+        if target:
+            check_output_file(target, flag)
     if not Path(args.store).is_file():
         raise MemlawInputError(f"no results store at {args.store}: run memlaw sweep first or pass --store")
     where = {}

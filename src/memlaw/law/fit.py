@@ -148,7 +148,14 @@ class MemoryLaw:
         )
         residual = self.delta_ - self.predict(self.x_, self.length_, self.initial_loss_)
         total = np.sum((self.delta_ - self.delta_.mean()) ** 2)
-        self.r2_ = float(1 - np.sum(residual**2) / total) if total > 0 else float("nan")
+        if not total > 0:
+            raise MemlawInputError(
+                f"all {len(self.delta_)} points fitted have the same ΔL: the law's constants cannot be identified"
+            )
+        unusable = unusable_constants(self.constants_)
+        if unusable:
+            raise MemlawInputError(f"the fit cannot identify a memory law from these points: {unusable}; nothing saved")
+        self.r2_ = float(1 - np.sum(residual**2) / total)
         self.rmse_ = float(np.sqrt(np.mean(residual**2)))
         self.n_points_ = int(keep.sum())
         self.ci_ = self._bootstrap()
@@ -344,6 +351,9 @@ class MemoryLaw:
         law = cls(**{"saturation": "loss", **values["fit"]}, x=values["x"])
         form = law._validate()
         law._set_params(np.array([float(values[name]) for name in form.params]))
+        unusable = unusable_constants(law.constants_)
+        if unusable:
+            raise ValueError(unusable)
         law.ci_ = {k: tuple(v) for k, v in values["ci95"].items()}
         law.r2_, law.rmse_, law.n_points_ = values["r2"], values["rmse"], values["n_points"]
         law.n_excluded_ = values["n_excluded"]
@@ -368,6 +378,16 @@ def _stopped_on_their_own(points: LawPoints) -> np.ndarray:
     if points.stop_reason is None:
         return np.zeros(len(points.rank), dtype=bool)
     return np.isin(points.stop_reason, ("certified", "converged"))
+
+
+def unusable_constants(constants: dict[str, float]) -> str | None:
+    """Why constants make no memory law (None when they do): non-finite, or ΔL not growing with x."""
+    bad = [name for name, value in constants.items() if not np.isfinite(value)]
+    if bad:
+        return f"{', '.join(bad)} not finite"
+    if not (constants["C"] > 0 and constants["alpha"] > 0):
+        return f"C = {constants['C']:.3g} and α = {constants['alpha']:.3g}: ΔL would not grow with the adapter"
+    return None
 
 
 def describe_rates(rates: dict[str, tuple[float, float | None, float | None]]) -> str:

@@ -25,6 +25,7 @@ config is read, so a bad sweep fails before any model is loaded.
 from __future__ import annotations
 
 import itertools
+import math
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 
 from memlaw.config import check_value, read_yaml
 from memlaw.errors import MemlawInputError
-from memlaw.probe.config import ProbeConfig
+from memlaw.probe.config import GENERATORS, ProbeConfig
 
 
 @dataclass
@@ -53,8 +54,15 @@ class SweepConfig:
         return cells
 
 
-def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
-    """The sweep in ``path``; ``overrides`` set fixed settings on top of the file's (``--set``)."""
+#: Most values one range axis may expand to (a typo such as step 0.0001 would otherwise eat memory).
+MAX_AXIS_VALUES = 10_000
+#: Most cells a sweep may have unless the user raises the cap.
+MAX_CELLS = 10_000
+
+
+def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, *, max_cells: int = MAX_CELLS) -> SweepConfig:
+    """The sweep in ``path``; ``overrides`` set fixed settings on top of the file's (``--set``).
+    A grid of more than ``max_cells`` cells is refused before any cell is built."""
     raw = read_yaml(path)
     unknown = sorted(set(raw) - {"grid", "fixed"})
     if unknown:
@@ -82,7 +90,18 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None) -> Swe
         raise MemlawInputError(f"{path}: '{overlap[0]}' is both an axis and a fixed setting")
     fixed = {name.replace("-", "_"): check_value(name, v, hints[name.replace("-", "_")]) for name, v in fixed.items()}
     sweep = SweepConfig([_axes(path, g, hints) for g in grids], fixed)
-    sweep.cells()  # builds every ProbeConfig once: their own checks (ranges, required settings) run here
+    size = sum(math.prod(len(values) for values in axes.values()) for axes in sweep.grids)
+    if size > max_cells:
+        raise MemlawInputError(
+            f"{path}: the grid has {size:,} cells, more than {max_cells:,}: shrink it, or raise the cap (--max-cells)"
+        )
+    cells = sweep.cells()  # builds every ProbeConfig once: their own checks (ranges, required settings) run here
+    # the data files every cell reads, checked as a probe checks them, before any model loads
+    # (imported here: data files import transformers, which the light commands never load)
+    from memlaw.data.files import load_items
+
+    for data, fields_ in sorted({(c.data, tuple(c.fields or ())) for c in cells if c.data not in GENERATORS}):
+        load_items(data, list(fields_) or None)
     return sweep
 
 
@@ -96,8 +115,15 @@ def _axis_values(path: str | Path, name: str, spec: Any) -> list[Any]:
         if set(spec) != {"start", "stop", "step"}:
             raise MemlawInputError(f"{path}: axis '{name}' as a range needs exactly start, stop and step")
         start, stop, step = spec["start"], spec["stop"], spec["step"]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, stop, step)) or step <= 0:
-            raise MemlawInputError(f"{path}: axis '{name}': start, stop and step must be numbers, step > 0")
+        numbers = (start, stop, step)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
+            raise MemlawInputError(f"{path}: axis '{name}': start, stop and step must be finite numbers")
+        if step <= 0:
+            raise MemlawInputError(f"{path}: axis '{name}': step must be > 0, got {step}")
+        if (stop - start) / step + 1 > MAX_AXIS_VALUES:
+            raise MemlawInputError(
+                f"{path}: axis '{name}' from {start} to {stop} by {step} has more than {MAX_AXIS_VALUES:,} values"
+            )
         values, value = [], start
         while value <= stop + 1e-12:
             values.append(value)

@@ -71,11 +71,22 @@ class ResultsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._refuse_foreign()
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._create_or_check()
         except sqlite3.DatabaseError as err:
             raise MemlawInputError(f"{self.path} is not a memlaw results store ({err})") from err
+
+    def _refuse_foreign(self) -> None:
+        """Another program's database is refused before anything (even the journal mode) changes."""
+        tables = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "meta" not in tables:  # every memlaw store, of any schema, has its meta table
+            self.db.close()
+            raise MemlawInputError(
+                f"{self.path} is a SQLite database of another program (tables: {', '.join(sorted(tables))}), "
+                "not a memlaw results store: it was left untouched; pass another --store"
+            )
 
     def _create_or_check(self) -> None:
         with self.db:

@@ -1,0 +1,113 @@
+"""Hostile input, class by class: one clear line, exit 2, and nothing written or modified."""
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+import yaml
+
+from memlaw.io import write_json_atomic
+from memlaw.law.fit import MemoryLaw
+
+
+def one_line_exit_2(result, message):
+    code, out, err = result
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (code, err)
+    assert out == ""
+
+
+@pytest.fixture()
+def law_file(tmp_path):
+    rank, length = (a.ravel().astype(float) for a in np.meshgrid([1, 2, 4, 8], [8, 16, 32, 64]))
+    law = MemoryLaw(bootstrap=0).fit(rank, length, 3.0 * rank**0.5 * length**-0.3 + 0.2)
+    law.reference_ = {"initial_loss": [{"ratio": 1.0, "length": 8.0, "initial_loss": 11.0}], "params_per_rank": 64.0}
+    path = tmp_path / "law.json"
+    write_json_atomic(path, law.to_dict())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--length", "nan"], "must be a finite number"),
+        (["--length", "inf"], "must be a finite number"),
+        (["--rank", "0"], "must be > 0"),
+        (["--length", "20", "--target-loss", "nan"], "must be a finite number"),
+        (["--length", "20", "--initial-loss", "-3"], "must be ≥ 0"),
+        (["--length", "1e400"], "must be a finite number"),
+    ],
+)
+def test_non_finite_and_out_of_range_plan_numbers(cli, law_file, flags, message):
+    one_line_exit_2(cli("plan", "--law", str(law_file), *flags), message)
+
+
+def test_a_law_file_with_non_finite_or_nonsense_constants_is_refused(cli, law_file, tmp_path):
+    for name, value in (("C", float("nan")), ("alpha", float("inf")), ("C", -2.0)):
+        values = json.loads(law_file.read_text())
+        values[name] = value
+        bad = tmp_path / f"bad-{name}.json"
+        bad.write_text(json.dumps(values))  # json writes NaN and Infinity
+        one_line_exit_2(cli("plan", "--law", str(bad), "--length", "20"), "is not a law written by memlaw fit")
+
+
+def test_degenerate_fits_are_refused_and_nothing_is_saved(cli, tmp_path):
+    rows = "rank,length,delta_loss\n" + "".join(f"{r},{n},2.5\n" for r in (1, 2, 4) for n in (8, 16, 32, 64))
+    (tmp_path / "same.csv").write_text(rows)
+    out = tmp_path / "law.json"
+    one_line_exit_2(cli("fit", "--from", str(tmp_path / "same.csv"), "--out", str(out)), "have the same ΔL")
+    falling = "rank,length,delta_loss\n" + "".join(
+        f"{r},{n},{-0.5 * r**0.5 * n**-0.3 - 0.01 * r}\n" for r in (1, 2, 4, 8) for n in (8, 16, 32, 64)
+    )
+    (tmp_path / "negative.csv").write_text(falling)
+    one_line_exit_2(cli("fit", "--from", str(tmp_path / "negative.csv"), "--out", str(out)), "nothing saved")
+    assert not out.exists()
+
+
+def test_output_paths_are_checked_before_any_work(cli, tmp_path, law_file):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    (tmp_path / "p.csv").write_text("rank,length,delta_loss\n1,8,1\n2,8,2\n4,8,3\n1,16,0.5\n2,16,1\n4,16,2\n")
+    one_line_exit_2(cli("fit", "--from", str(tmp_path / "p.csv"), "--out", str(folder)), "is a folder")
+    one_line_exit_2(cli("results", "--store", str(tmp_path / "none.db"), "--csv", str(folder)), "is a folder")
+    one_line_exit_2(cli("plan", "--law", str(law_file), "--length", "20", "--out", str(folder)), "is a folder")
+    assert list(folder.iterdir()) == []
+
+
+def test_a_foreign_sqlite_file_is_never_modified(cli, tmp_path):
+    foreign = tmp_path / "other.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE cells (id INTEGER, name TEXT)")
+        db.execute("INSERT INTO cells VALUES (1, 'kept')")
+    before = foreign.read_bytes()
+    one_line_exit_2(cli("results", "--store", str(foreign)), "a SQLite database of another program")
+    assert foreign.read_bytes() == before and not (tmp_path / "other.db-wal").exists()
+
+
+def write_sweep(path, model, grid, **fixed):
+    path.write_text(yaml.safe_dump({"grid": grid, "fixed": {"model": model, "data": "longcontext", **fixed}}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("grid", "fixed", "extra", "message"),
+    [
+        ({"rank": [1]}, {"length": 8, "lr": float("nan")}, [], "setting 'lr' must be a finite number"),
+        ({"rank": [1], "length": {"start": 8, "stop": float("inf"), "step": 8}}, {}, [], "must be finite numbers"),
+        ({"rank": [1], "length": {"start": 8, "stop": 16, "step": float("nan")}}, {}, [], "must be finite numbers"),
+        ({"rank": [1], "length": {"start": 8, "stop": 1e9, "step": 1}}, {}, [], "more than 10,000 values"),
+        ({"rank": [1, 2, 3], "length": [8, 16, 24, 32]}, {}, ["--max-cells", "10"], "12 cells, more than 10"),
+        ({"rank": [1]}, {"data": "missing.jsonl"}, [], "data file not found: missing.jsonl"),
+    ],
+)
+def test_sweeps_check_every_cell_before_the_model_loads(cli, tmp_path, grid, fixed, extra, message):
+    config = write_sweep(tmp_path / "s.yaml", "no-such-model-is-ever-loaded", grid, **fixed)
+    store = tmp_path / "r.db"
+    one_line_exit_2(cli("sweep", str(config), "--store", str(store), *extra), message)
+    assert not store.exists()
+
+
+def test_probe_numbers_must_be_finite(cli, tiny_dir):
+    one_line_exit_2(
+        cli("probe", "--model", tiny_dir, "--length", "8", "--lr", "inf"), "setting 'lr' must be a finite number"
+    )
