@@ -310,3 +310,32 @@ def test_set_fixes_a_setting_on_top_of_the_config(tiny_dir, tmp_path, cli):
         code, _, err = cli("sweep", str(config), "--store", str(tmp_path / "x.db"), *argv)
         assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
         assert not (tmp_path / "x.db").exists()
+
+
+def test_ctrl_c_mid_sweep_exits_130_keeps_finished_cells_and_says_how_to_resume(tiny_dir, tmp_path):
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"data_seed": [1, 2, 3, 4, 5, 6]}, length=64, epochs=40)
+    db = tmp_path / "r.db"
+    command = [sys.executable, "-m", "memlaw.cli.main", "sweep", str(config), "--store", str(db), "--quiet"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, done = time.time() + 120, 0
+    while time.time() < deadline and done < 2:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as conn:
+                    done = conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+            except sqlite3.OperationalError:
+                done = 0  # the table does not exist yet
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "interrupted" in lines[0] and "run the same command again to resume" in lines[0]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store = ResultsStore(db)
+    kept = store.rows()
+    assert 2 <= len(kept) < 6 and f"keeps the {len(kept)} finished cells" in lines[0]
+    assert all(r["status"] == "done" and r["final_loss"] is not None for r in kept)  # complete, or not there
+    report = run_sweep(load_sweep(config), store)
+    assert (report.skipped, report.done) == (len(kept), 6 - len(kept)) and len(store.rows()) == 6

@@ -17,7 +17,7 @@ import time
 from importlib import resources
 
 from memlaw.cli.common import positive_number, quiet_libraries
-from memlaw.cli.sweep import parse_overrides
+from memlaw.cli.sweep import interrupted, parse_overrides
 from memlaw.constants import DEFAULT_MODEL
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_json_atomic
@@ -87,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
             if time.monotonic() > deadline:
                 print(f"time budget spent after {number - 1} of {len(groups)} groups: run again to continue")
                 break
-            report = run_sweep(group, store, progress=not args.quiet)
+            try:
+                report = run_sweep(group, store, progress=not args.quiet)
+            except KeyboardInterrupt:
+                return interrupted("calibrate", store)
             done = f"{report.done} done, {report.skipped} stored before, {report.failed} failed"
             print(f"group {number}/{len(groups)}: {done}")
         finished = len(store.rows({"status": "done"}))

@@ -17,6 +17,8 @@ from memlaw.sweep.grid import MAX_CELLS, load_sweep
 from memlaw.sweep.store import ADDED_COLUMNS, COLUMNS, SETTING_COLUMNS, ResultsStore
 
 DEFAULT_STORE = "memlaw-results.db"
+#: Exit status after Ctrl-C, as shells report a process ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 #: Columns `memlaw results` prints (the CSV export has them all).
 SHOWN = ("status", "rank", "length", "ratio", "method", "seed", "delta_loss", "final_loss", "certified", "exact_match")
 
@@ -66,20 +68,35 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.config, parse_overrides(args.overrides), max_cells=args.max_cells)
     quiet_libraries()
     with ResultsStore(args.store) as store:
-        report = run_sweep(
-            sweep,
-            store,
-            backend=args.backend,
-            workers=args.workers,
-            address=args.address,
-            retry_failed=args.retry_failed,
-            progress=not args.quiet,
-        )
+        try:
+            report = run_sweep(
+                sweep,
+                store,
+                backend=args.backend,
+                workers=args.workers,
+                address=args.address,
+                retry_failed=args.retry_failed,
+                progress=not args.quiet,
+            )
+        except KeyboardInterrupt:
+            return interrupted("sweep", store)
     print(
         f"{report.total} cells: {report.skipped} already stored, {report.done} done, {report.failed} failed "
         f"-> {args.store}"
     )
     return 0
+
+
+def interrupted(command: str, store: ResultsStore) -> int:
+    """Ctrl-C during a sweep: say what is kept and how to resume, and exit as SIGINT does."""
+    # a cell is stored in one transaction once it is finished, so the one in flight is simply not there
+    stored = len(store.rows({"status": "done"}))
+    print(
+        f"memlaw {command}: interrupted; {store.path} keeps the {stored} finished cells (the cell in flight was "
+        "not stored): run the same command again to resume",
+        file=sys.stderr,
+    )
+    return EXIT_INTERRUPTED
 
 
 def run_results_command(args: argparse.Namespace) -> int:
