@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -15,10 +16,16 @@ logging.set_verbosity_error()
 
 @pytest.fixture(autouse=True)
 def memlaw_home(tmp_path, monkeypatch):
-    """memlaw's own folder (calibrated laws, track record) per test, never the user's."""
+    """memlaw's own folder (calibrated laws, track record) per test, never the user's; and
+    --quiet's switch of every tqdm bar (an environment variable) undone after each test."""
     home = tmp_path / "memlaw-home"
     monkeypatch.setenv("MEMLAW_HOME", str(home))
-    return home
+    before = os.environ.get("TQDM_DISABLE")
+    yield home
+    if before is None:
+        os.environ.pop("TQDM_DISABLE", None)
+    else:
+        os.environ["TQDM_DISABLE"] = before
 
 
 @pytest.fixture(scope="session")

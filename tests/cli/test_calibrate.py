@@ -43,6 +43,6 @@ def test_calibrate_sweeps_fits_and_writes_the_law_plan_finds(cli, tiny_dir, tmp_
     law = json.loads(user_law_path(tiny_dir).read_text())
     assert law["fit"]["form"] in ("initial", "excess") and law["provenance"]["model"] == tiny_dir
     assert f"law form: {law['fit']['form']} (lowest held-out error" in out
-    code, out, err = cli("plan", "--model", tiny_dir, "--length", "20", "--initial-loss", "5", "--json")
+    code, out, err = cli("plan", "--model", tiny_dir, "--rank", "2", "--initial-loss", "5", "--json")
     assert code == 0, err
     assert json.loads(out)["law"] == str(user_law_path(tiny_dir))

@@ -111,3 +111,32 @@ def test_probe_numbers_must_be_finite(cli, tiny_dir):
     one_line_exit_2(
         cli("probe", "--model", tiny_dir, "--length", "8", "--lr", "inf"), "setting 'lr' must be a finite number"
     )
+
+
+def test_a_folder_without_a_model_says_so_in_full(cli, tmp_path):
+    (tmp_path / "not-a-model").mkdir()
+    (tmp_path / "not-a-model" / "notes.txt").write_text("hello")
+    one_line_exit_2(
+        cli("probe", "--model", str(tmp_path / "not-a-model"), "--length", "8"), "is a folder without config.json"
+    )
+
+
+@pytest.mark.slow
+def test_quiet_silences_every_progress_bar(tmp_path):
+    import subprocess
+    import sys
+
+    # loading the default model converts its GGUF file under a progress bar; --quiet silences it
+    data = tmp_path / "one.jsonl"
+    data.write_text('{"key": "Ada:", "value": "1815"}\n')
+    command = [sys.executable, "-m", "memlaw.cli.main", "plan", "--data", str(data), "--json", "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and json.loads(done.stdout)["items"] == 1
+    assert done.stderr == ""
+
+
+def test_a_rank_beyond_the_models_width_fails_before_the_weights_load(cli, tiny_dir):
+    one_line_exit_2(
+        cli("probe", "--model", tiny_dir, "--length", "8", "--rank", "1000000000"),
+        "rank 1000000000 exceeds the model's width 64",
+    )

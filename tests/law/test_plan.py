@@ -158,3 +158,15 @@ def test_a_logistic_certification_model_sets_the_margin_of_a_confident_plan():
     assert back.length >= 300 and back.certify_probability == pytest.approx(0.9, abs=1e-6)
     with pytest.raises(MemlawInputError, match="between 0 and 1"):
         margin_for(law, 1.0)
+
+
+def test_content_beyond_full_rank_is_refused_with_what_full_rank_holds():
+    law = MemoryLaw(bootstrap=0).fit_points(points())
+    law.reference_["max_rank"] = 16
+    held = plan_length(law, 16, initial_loss=10.0).length
+    assert plan_rank(law, held * 0.8, initial_loss=10.0).rank <= 16
+    with pytest.raises(MemlawInputError, match=rf"do not fit even at full rank \(16.*holds about {held:,.0f} tokens"):
+        plan_rank(law, held * 1.5, initial_loss=10.0)
+    del law.reference_["max_rank"]
+    with pytest.raises(MemlawInputError, match="beyond any adapter"):
+        plan_rank(law, 1e12, initial_loss=10.0)

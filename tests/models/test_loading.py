@@ -21,7 +21,7 @@ def test_missing_local_models_are_refused(tmp_path):
     with pytest.raises(MemlawInputError, match="no such GGUF file"):
         _resolve_source(str(tmp_path / "absent.gguf"), None)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MemlawInputError, match="unknown model"):
+    with pytest.raises(MemlawInputError, match="is a folder without config.json"):
         load_model(str(tmp_path / "empty"))
 
 

@@ -55,6 +55,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_libraries(quiet=args.quiet)  # first: tqdm reads its settings when first imported
     from memlaw.law.fit import MemoryLaw
     from memlaw.law.points import load_points
     from memlaw.law.summary import describe_fit
@@ -80,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
     ]
     store_path = args.store or memlaw_home() / "calibration" / law_file_name(args.model).replace(".json", ".db")
     store_path = str(store_path)
-    quiet_libraries()
     deadline = time.monotonic() + 60 * args.budget_minutes
     with ResultsStore(store_path) as store:
         for number, group in enumerate(groups, start=1):
@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         )
     points = load_points(store_path)
     law = _best_form(points, MemoryLaw(bootstrap=args.bootstrap))
+    law.reference_["max_rank"] = int(width)  # the bypass's full rank: plans never go beyond it
     print(f"law form: {law.form} (lowest held-out error of {', '.join(CALIBRATION_FORMS)})")
     print("\n".join(describe_fit(law, points)))
     out = args.out or user_law_path(args.model)

@@ -16,8 +16,13 @@ from memlaw.errors import MemlawInputError
 from memlaw.probe.config import ProbeConfig
 
 
-def quiet_libraries() -> None:
-    """transformers' advisories and loading bars would bury our output; real errors still surface."""
+def quiet_libraries(*, quiet: bool = False) -> None:
+    """transformers' advisories and loading bars would bury our output; real errors still surface.
+    ``quiet`` (the commands' --quiet) also silences the bars transformers draws with tqdm
+    directly, such as the GGUF conversion's."""
+    if quiet:
+        # tqdm reads its TQDM_* settings when it is first imported, which importing transformers does
+        os.environ["TQDM_DISABLE"] = "1"
     from transformers.utils import logging
 
     logging.set_verbosity_error()

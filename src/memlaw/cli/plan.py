@@ -163,12 +163,12 @@ def _track_record(args: argparse.Namespace) -> TrackRecord:
 
 def _plan_file(law: MemoryLaw, law_name: str, args: argparse.Namespace) -> tuple[list[str], dict]:
     """Plan for a user's file: the rank for all of it, or with --rank how many items fit."""
+    quiet_libraries(quiet=args.quiet)  # first: tqdm reads its settings when first imported
     from memlaw.law.verify import autocast_note, law_config, verify_plan
     from memlaw.models.loading import LoadedModel
     from memlaw.probe.content import content_losses
     from memlaw.probe.data import prepare
 
-    quiet_libraries()
     fields = None if args.fields is None else [part.strip() for part in args.fields.split(",")]
     config = law_config(law, args.data, fields=fields)
     loaded: LoadedModel

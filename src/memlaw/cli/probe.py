@@ -40,9 +40,9 @@ def save_adapter(folder: Path, result: ProbeResult, config: ProbeConfig) -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_libraries(quiet=args.quiet)  # first: tqdm reads its settings when first imported
     from memlaw.probe.run import run_probe
 
-    quiet_libraries()
     config = config_from_args(args)
     save = check_new_folder(args.save, "--save")
     result = run_probe(config, progress=not args.quiet)

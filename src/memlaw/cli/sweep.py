@@ -63,10 +63,10 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
+    quiet_libraries(quiet=args.quiet)  # first: tqdm reads its settings when first imported
     from memlaw.sweep.runner import run_sweep
 
     sweep = load_sweep(args.config, parse_overrides(args.overrides), max_cells=args.max_cells)
-    quiet_libraries()
     with ResultsStore(args.store) as store:
         try:
             report = run_sweep(

@@ -40,6 +40,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_libraries(quiet=args.quiet)  # first: tqdm reads its settings when first imported
     from memlaw.probe.run import run_probe
 
     if not Path(args.data_file).is_file():
@@ -47,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None:
         raise MemlawInputError("give the data file as the DATA argument, not --data")
     args.data = args.data_file
-    quiet_libraries()
     config = config_from_args(args, TRAIN_DEFAULTS)
     out = check_new_folder(args.out, "--out")
     assert out is not None

@@ -20,6 +20,9 @@ from memlaw.law.certify import MIN_NEED, certify_probability, margin_for_confide
 from memlaw.law.cost import predict_seconds, predict_steps
 from memlaw.law.fit import MemoryLaw
 
+#: A rank no real adapter reaches: plans beyond it are refused rather than printed.
+ABSURD_RANK = 1e6
+
 BUDGET_CAVEAT = (
     "valid only for the stopping rule, placement, data and method the law was fitted on; "
     "a final loss below ln 2 is necessary for verbatim recall, not sufficient: confirm with memlaw probe"
@@ -133,6 +136,7 @@ def plan_rank(
     to_rank = (lambda x: x / per_rank) if law.x == "params" else (lambda x: x)
     u = law.form_.u_of(start)
     exact = to_rank(law.form_.x_for(law.params_, length, need, u))
+    _check_full_rank(law, exact, length, start, target_loss, confidence)
     # The smallest integer rank strictly past the boundary, so its loss is below the target.
     rank = max(1, math.floor(exact) + 1)
     draws = [to_rank(law.form_.x_for(d, length, need, u)) for d in law.draws_]
@@ -218,6 +222,23 @@ def plan_items(
         trainable_params=None if per_rank is None else rank * per_rank,
     )  # fmt: skip
     return last + 1, _completed(plan, law, None)
+
+
+def _check_full_rank(law, exact: float, length: float, start: float, target_loss: float, confidence) -> None:
+    """Refuse a rank no adapter has: beyond the law's full rank (the model's width, recorded by
+    ``memlaw calibrate``), or beyond any sensible rank when the law does not know it."""
+    full = getattr(law, "reference_", {}).get("max_rank")
+    if full is not None and not exact < full:
+        holds = plan_length(law, full, initial_loss=start, target_loss=target_loss, confidence=confidence).length
+        raise MemlawInputError(
+            f"{length:g} tokens do not fit even at full rank ({full:g}, the model's width): by the law, full rank "
+            f"holds about {holds:,.0f} tokens of this content; split the data or use a larger placement"
+        )
+    if not exact < ABSURD_RANK:
+        raise MemlawInputError(
+            f"the law needs a rank of {exact:.3g} for {length:g} tokens, beyond any adapter: split the data, "
+            "or check that the law was fitted on this kind of content"
+        )
 
 
 def content_warning(law: MemoryLaw, initial_loss: float) -> list[str]:
@@ -306,7 +327,8 @@ def _duration(seconds: float) -> str:
 def _percentiles(values: list[float]) -> tuple[float, float] | None:
     if not values:
         return None
-    low, high = np.percentile(np.array(values), [2.5, 97.5])
+    with np.errstate(invalid="ignore"):  # draws with no length limit (inf) make inf - inf inside percentile
+        low, high = np.percentile(np.array(values), [2.5, 97.5])
     return float(low), float(high)
 
 

@@ -47,6 +47,12 @@ def _resolve_source(name: str, gguf_file: str | None) -> tuple[str, str | None]:
     if path.exists() or name.startswith((".", "/", "~")):
         if not path.is_dir():
             raise MemlawInputError(f"unknown model '{name}': no such folder")
+        if gguf_file is None and not (path / "config.json").is_file():
+            # transformers would fail later on the tokenizer, with a message cut short
+            raise MemlawInputError(
+                f"'{name}' is a folder without config.json: not a saved model (save one with save_pretrained, "
+                "or name a GGUF file with --gguf-file)"
+            )
         return str(path), gguf_file
     return name, gguf_file
 

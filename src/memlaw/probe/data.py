@@ -39,7 +39,11 @@ def build_data(config: ProbeConfig, tokenizer: PreTrainedTokenizerBase, vocab_si
 
 
 def check_fits(config: ProbeConfig, data: EncodedData, model_config: PretrainedConfig) -> None:
-    """Layers inside the model and every sequence inside its context window."""
+    """Layers inside the model, a rank within its width, and every sequence inside its context window."""
+    width = getattr(model_config, "hidden_size", None)
+    if width is not None and config.rank > int(width):
+        # an adapter's full rank is at most the width of what it maps: more rank adds no capacity
+        raise MemlawInputError(f"rank {config.rank} exceeds the model's width {width}: use a rank of at most {width}")
     layers = [config.layer] if isinstance(config.layer, int) else config.layer
     if isinstance(layers, list):
         for layer in layers:
