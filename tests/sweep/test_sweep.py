@@ -57,15 +57,10 @@ def test_a_failing_cell_is_recorded_and_the_others_run(tiny_dir, tmp_path):
     assert run_sweep(load_sweep(config), store, retry_failed=True).failed == 1
 
 
-def test_sigkill_mid_sweep_then_resume_stores_every_cell_exactly_once(tiny_dir, tmp_path):
-    # cells with different data never train stacked: they finish one at a time
-    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"data_seed": [1, 2, 3, 4, 5, 6]}, length=64, epochs=40)
-    db = tmp_path / "r.db"
-    command = [sys.executable, "-m", "memlaw.cli.main", "sweep", str(config), "--store", str(db), "--quiet"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    done = 0
-    while time.time() < deadline and done < 2:
+def wait_for_cells(db, count: int, timeout: float = 120) -> int:
+    """Poll a store a running sweep writes until it holds ``count`` cells (or time runs out)."""
+    deadline, done = time.time() + timeout, 0
+    while time.time() < deadline and done < count:
         time.sleep(0.2)
         if db.exists():
             try:
@@ -73,6 +68,16 @@ def test_sigkill_mid_sweep_then_resume_stores_every_cell_exactly_once(tiny_dir, 
                     done = conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
             except sqlite3.OperationalError:
                 done = 0  # the table does not exist yet
+    return done
+
+
+def test_sigkill_mid_sweep_then_resume_stores_every_cell_exactly_once(tiny_dir, tmp_path):
+    # cells with different data never train stacked: they finish one at a time
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"data_seed": [1, 2, 3, 4, 5, 6]}, length=64, epochs=40)
+    db = tmp_path / "r.db"
+    command = [sys.executable, "-m", "memlaw.cli.main", "sweep", str(config), "--store", str(db), "--quiet"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    done = wait_for_cells(db, 2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 2 <= done < 6, "the sweep should be killed part-way"
@@ -317,15 +322,7 @@ def test_ctrl_c_mid_sweep_exits_130_keeps_finished_cells_and_says_how_to_resume(
     db = tmp_path / "r.db"
     command = [sys.executable, "-m", "memlaw.cli.main", "sweep", str(config), "--store", str(db), "--quiet"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline, done = time.time() + 120, 0
-    while time.time() < deadline and done < 2:
-        time.sleep(0.2)
-        if db.exists():
-            try:
-                with sqlite3.connect(db) as conn:
-                    done = conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
-            except sqlite3.OperationalError:
-                done = 0  # the table does not exist yet
+    wait_for_cells(db, 2)
     proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
