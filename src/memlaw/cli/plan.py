@@ -164,15 +164,15 @@ def _track_record(args: argparse.Namespace) -> TrackRecord:
 def _plan_file(law: MemoryLaw, law_name: str, args: argparse.Namespace) -> tuple[list[str], dict]:
     """Plan for a user's file: the rank for all of it, or with --rank how many items fit."""
     quiet_libraries(quiet=args.quiet)  # first: tqdm reads its settings when first imported
+    from dataclasses import asdict
+
     from memlaw.law.verify import autocast_note, law_config, verify_plan
-    from memlaw.models.loading import LoadedModel
     from memlaw.probe.content import content_losses
     from memlaw.probe.data import prepare
 
     fields = None if args.fields is None else [part.strip() for part in args.fields.split(",")]
     config = law_config(law, args.data, fields=fields)
-    loaded: LoadedModel
-    loaded, _ = prepare(config, None)
+    loaded, _ = prepare(config, None)  # the file checked against the model before its weights load
     content = content_losses(config, loaded)
     head = (
         f"{args.data}: {len(content.keys)} items, {content.length} answer tokens, "
@@ -191,12 +191,10 @@ def _plan_file(law: MemoryLaw, law_name: str, args: argparse.Namespace) -> tuple
         lines.append(f"to train as planned: {record['train_command']}")
         if args.verify:
             note = autocast_note(law, training)
-            verified = verify_plan(
-                law, plan, args.data, law_name=law_name, fields=fields, loaded=loaded, progress=not args.quiet
-            )
+            verified = verify_plan(plan, training, law_name=law_name, loaded=loaded, progress=not args.quiet)
             _track_record(args).record(verified)
             lines += [f"note: {note}"] * (note is not None) + [f"verified: {verified.describe()}"]
-            record["verified"] = {**verified.__dict__, "note": note}
+            record["verified"] = {**asdict(verified), "note": note}
         return lines, record
     lengths, losses = content.prefixes()
     held, plan = plan_items(law, args.rank, lengths, losses, **target)

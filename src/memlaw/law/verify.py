@@ -57,18 +57,16 @@ def autocast_note(law: MemoryLaw, config: ProbeConfig) -> str | None:
 
 
 def verify_plan(
-    law: MemoryLaw, plan: Plan, data: str, *, law_name: str, fields=None, loaded: LoadedModel | None = None,
-    progress: bool = False,
-) -> VerifiedPlan:  # fmt: skip
-    """Train at the planned rank on ``data`` with the law's budget and measure the outcome."""
+    plan: Plan, config: ProbeConfig, *, law_name: str, loaded: LoadedModel | None = None, progress: bool = False
+) -> VerifiedPlan:
+    """Train ``config`` (the law's budget at the planned rank: ``law_config``) and measure the outcome."""
     from memlaw.probe.run import run_probe
 
-    config = law_config(law, data, fields=fields, rank=int(plan.rank))
     result = run_probe(config, loaded, progress=progress)
     if result.adapter is not None:
         result.adapter.remove()  # give the shared model back untouched
     return VerifiedPlan(
-        model=config.model, law=law_name, data=data, rank=plan.rank, length=result.length,
+        model=config.model, law=law_name, data=config.data, rank=plan.rank, length=result.length,
         initial_loss=result.initial_loss, predicted_final_loss=plan.predicted_final_loss,
         final_loss=result.final_loss, certified=result.certified, exact_match=result.exact_match,
         predicted_steps=None if plan.predicted_steps is None else plan.predicted_steps[0], steps=result.steps,
