@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from memlaw.errors import MemlawInputError
+
 
 def write_json_atomic(path: str | Path, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
@@ -18,8 +20,11 @@ def write_json_atomic(path: str | Path, payload: Any) -> None:
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write to a temporary file in the same folder, then rename it over ``path``."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as err:
+        raise MemlawInputError(f"cannot write {target}: {err.strerror or err}") from err
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -35,8 +40,11 @@ def write_dir_atomic(path: str | Path, fill: Callable[[Path], None]) -> None:
     ``path`` must not exist or be empty, so nothing a user kept there is ever replaced.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as err:
+        raise MemlawInputError(f"cannot write {target}: {err.strerror or err}") from err
     try:
         fill(staging)
         if target.exists():

@@ -32,7 +32,7 @@ def law_file(tmp_path):
     [
         (["--length", "nan"], "must be a finite number"),
         (["--length", "inf"], "must be a finite number"),
-        (["--rank", "0"], "must be > 0"),
+        (["--rank", "0"], "must be ≥ 1"),
         (["--length", "20", "--target-loss", "nan"], "must be a finite number"),
         (["--length", "20", "--initial-loss", "-3"], "must be ≥ 0"),
         (["--length", "1e400"], "must be a finite number"),
@@ -140,3 +140,41 @@ def test_a_rank_beyond_the_models_width_fails_before_the_weights_load(cli, tiny_
         cli("probe", "--model", tiny_dir, "--length", "8", "--rank", "1000000000"),
         "rank 1000000000 exceeds the model's width 64",
     )
+
+
+def test_fuzzing_finds_stay_fixed(cli, law_file, tmp_path, tiny_dir):
+    """Cases of a fuzzing pass that once ended in tracebacks, exit 0 or files left behind."""
+    (tmp_path / "p.csv").write_text("rank,length,delta_loss\n1,8,1\n2,8,2\n4,8,3\n1,16,0.5\n2,16,1\n4,16,2\n")
+    a_file = tmp_path / "p.csv"
+    # an output path under a file, or where nothing can be created
+    one_line_exit_2(cli("fit", "--from", str(a_file), "--out", str(a_file / "law.json")), "cannot write")
+    one_line_exit_2(cli("plan", "--law", str(law_file), "--length", "20", "--out", "/proc/x/p.json"), "cannot write")
+    one_line_exit_2(cli("results", "--store", str(a_file / "s.db")), "no results store")
+    # a 0-byte file is not turned into a store by reading it
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    one_line_exit_2(cli("fit", "--from", str(empty)), "neither a results store")
+    assert empty.read_bytes() == b""
+    (tmp_path / "binary.csv").write_bytes(b"rank,length,delta_loss\n\x80\x81\xff\n")
+    one_line_exit_2(cli("fit", "--from", str(tmp_path / "binary.csv")), "not UTF-8")
+    # laws whose parts are of the wrong kind
+    for change in ({"C": True}, {"certification": {"intercept": 1.0, "slope": "x"}},
+                   {"reference": None, "grid": None}):  # fmt: skip
+        values = {**json.loads(law_file.read_text()), **change}
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps(values))
+        one_line_exit_2(cli("plan", "--law", str(bad), "--length", "20"), "is not a law written by memlaw fit")
+    (tmp_path / "latin1.json").write_bytes(b'{"C": "\xff\xfe"}')
+    one_line_exit_2(cli("plan", "--law", str(tmp_path / "latin1.json"), "--length", "20"), "not UTF-8")
+    # numbers a plan cannot mean
+    one_line_exit_2(cli("plan", "--law", str(law_file), "--rank", "1.5"), "--rank: not a whole number")
+    one_line_exit_2(cli("plan", "--law", str(law_file), "--length", "1e-300"), "at least one token")
+    one_line_exit_2(cli("fit", "--from", str(a_file), "--bootstrap", "-5"), "--bootstrap: must be ≥ 0")
+    # refused before any store exists
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"rank": [1]}, length=8, epochs=1)
+    one_line_exit_2(cli("sweep", str(config), "--store", str(tmp_path / "w.db"), "--workers", "0"), "--workers")
+    one_line_exit_2(
+        cli("calibrate", "--model", tiny_dir, "--store", str(tmp_path / "c.db"), "--set", "bogus=1"),
+        "unknown axis or setting 'bogus'",
+    )
+    assert not (tmp_path / "w.db").exists() and not (tmp_path / "c.db").exists()

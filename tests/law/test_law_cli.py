@@ -106,7 +106,7 @@ def test_plan_rank_and_length_from_a_saved_law(law_file, cli, tmp_path):
     [
         (["--length", "100"], "pass --ratio or --initial-loss"),
         (["--length", "100", "--ratio", "0.7"], "no probes at ratio 0.7"),
-        (["--rank", "-1", "--ratio", "1"], "--rank: must be > 0"),
+        (["--rank", "-1", "--ratio", "1"], "--rank: must be ≥ 1"),
         (["--length", "100", "--rank", "2"], "not allowed with argument"),
     ],
 )

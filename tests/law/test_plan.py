@@ -79,7 +79,7 @@ def test_ratio_selects_the_initial_loss_and_is_required_when_ambiguous():
         plan_rank(law, 100)
     with pytest.raises(MemlawInputError, match="no probes at ratio 0.7"):
         plan_rank(law, 100, ratio=0.7)
-    with pytest.raises(MemlawInputError, match="positive"):
+    with pytest.raises(MemlawInputError, match="at least one token"):
         plan_rank(law, 0, ratio=0.4)
 
 

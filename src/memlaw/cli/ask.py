@@ -10,6 +10,9 @@ from pathlib import Path
 
 from memlaw.errors import MemlawInputError
 
+#: Longest answer ask generates (a typo of many digits would otherwise run for ever).
+MAX_NEW_TOKENS = 65_536
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("ask", help="answer a prompt with a saved adapter", description=__doc__)
@@ -29,16 +32,19 @@ def run(args: argparse.Namespace) -> int:
     from memlaw.placements import load_adapter
     from memlaw.probe.config import ProbeConfig
 
-    if args.max_new_tokens < 1:
-        raise MemlawInputError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    if not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS:
+        raise MemlawInputError(f"--max-new-tokens must be between 1 and {MAX_NEW_TOKENS:,}, got {args.max_new_tokens}")
     settings_file = Path(args.adapter) / "probe_config.json"
     if not settings_file.is_file():
         raise MemlawInputError(
             f"{args.adapter} is not an adapter saved by memlaw (no probe_config.json): "
             "give a folder written by memlaw train --out or memlaw probe --save"
         )
-    saved = json.loads(settings_file.read_text(encoding="utf-8"))
-    config = ProbeConfig(**{f.name: saved[f.name] for f in fields(ProbeConfig) if f.name in saved})
+    try:
+        saved = json.loads(settings_file.read_text(encoding="utf-8"))
+        config = ProbeConfig(**{f.name: saved[f.name] for f in fields(ProbeConfig) if f.name in saved})
+    except (ValueError, TypeError) as err:  # JSON errors and undecodable bytes are ValueErrors
+        raise MemlawInputError(f"{settings_file} is damaged ({type(err).__name__}: {err})") from err
     quiet_libraries()
     loaded = load_model(config.model, gguf_file=config.gguf_file, dtype=config.dtype, device=config.device)
     load_adapter(loaded.model, args.adapter)

@@ -16,7 +16,7 @@ import argparse
 import time
 from importlib import resources
 
-from memlaw.cli.common import positive_number, quiet_libraries
+from memlaw.cli.common import check_output_file, positive_number, quiet_libraries
 from memlaw.cli.sweep import interrupted, parse_overrides
 from memlaw.constants import DEFAULT_MODEL
 from memlaw.errors import MemlawInputError
@@ -65,15 +65,18 @@ def run(args: argparse.Namespace) -> int:
     from memlaw.sweep.store import ResultsStore
 
     overrides = parse_overrides(args.overrides)
+    if args.out:
+        check_output_file(args.out, "--out")
     config = load_model_config(args.model, args.gguf_file)
     depth, width = getattr(config, "num_hidden_layers", None), getattr(config, "hidden_size", None)
     if not depth or not width:
         raise MemlawInputError(f"{args.model}: its config names no num_hidden_layers and hidden_size to size the sweep")
-    standard = load_sweep(str(resources.files(PACKAGED_LAWS).joinpath("calibration.yaml")))
-    fixed = {
-        **standard.fixed, "model": args.model, "gguf_file": args.gguf_file,
-        "layer": max(0, int(depth) - LAYERS_FROM_TOP), **overrides,
-    }  # fmt: skip
+    # the model's settings and the user's, checked as a sweep checks them, before any store exists
+    standard = load_sweep(
+        str(resources.files(PACKAGED_LAWS).joinpath("calibration.yaml")),
+        {"model": args.model, "gguf_file": args.gguf_file, "layer": max(0, int(depth) - LAYERS_FROM_TOP), **overrides},
+    )
+    fixed = standard.fixed
     scale = int(width) / REFERENCE_WIDTH
     groups = [
         SweepConfig([{**grid, "length": sorted({max(8, round(n * scale)) for n in grid["length"]})}], fixed)

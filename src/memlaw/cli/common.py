@@ -70,6 +70,28 @@ def non_negative_number(text: str) -> float:
     return number
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number ≥ 0."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text}")
+    return number
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number ≥ 1."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {text}")
+    return number
+
+
 def finite_number(text: str) -> float:
     """An argparse type: a finite real number."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from memlaw.cli.common import check_output_file, non_negative_number
+from memlaw.cli.common import check_output_file, non_negative_int, non_negative_number
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.io import write_json_atomic
 from memlaw.law.fit import LOSSES, SATURATION_RULES, MemoryLaw
@@ -37,7 +37,9 @@ def add_fit_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also fit cells whose loss was still falling when training stopped (a law of the budget)",
     )
-    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% intervals")
+    parser.add_argument(
+        "--bootstrap", type=non_negative_int, default=1000, help="resamples for the 95%% intervals (0: none)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
 
 

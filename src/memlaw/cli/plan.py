@@ -12,7 +12,7 @@ import argparse
 import json
 import shlex
 
-from memlaw.cli.common import check_output_file, non_negative_number, positive_number, quiet_libraries
+from memlaw.cli.common import check_output_file, non_negative_number, positive_int, positive_number, quiet_libraries
 from memlaw.constants import CERTIFY_LOSS, DEFAULT_MODEL
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_json_atomic
@@ -38,7 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     want.add_argument(
         "--rank",
-        type=positive_number,
+        type=positive_int,
         help="adapter rank: give the longest length (or, with --data, the items) it holds",
     )
     parser.add_argument(
@@ -113,9 +113,9 @@ def run(args: argparse.Namespace) -> int:
             f"planned to certify recall with probability {confidence:.0%}: a predicted loss reduction at least "
             f"{record['target_margin']:.3g}× what a mean loss of ln 2 needs (the law's certification model)",
         )
-    print(json.dumps(record, indent=2) if args.json else "\n".join(lines))
-    if args.out:
+    if args.out:  # written first, so that a place that cannot be written fails with nothing printed
         write_json_atomic(args.out, record)
+    print(json.dumps(record, indent=2) if args.json else "\n".join(lines))
     return 0
 
 

@@ -66,6 +66,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     quiet_libraries(quiet=args.quiet)  # first: tqdm reads its settings when first imported
     from memlaw.sweep.runner import run_sweep
 
+    if args.workers < 1:  # before the store exists: a refused sweep leaves nothing behind
+        raise MemlawInputError(f"--workers must be at least 1, got {args.workers}")
     sweep = load_sweep(args.config, parse_overrides(args.overrides), max_cells=args.max_cells)
     with ResultsStore(args.store) as store:
         try:

@@ -68,6 +68,7 @@ def _table_records(source: Path, loader: str) -> list[tuple[str, object]]:
     import datasets
 
     datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()  # it logs a failure before raising it; the raise is reported
     try:
         table = getattr(datasets.Dataset, loader)(str(source), keep_in_memory=True)
     except Exception as err:  # the loaders raise pyarrow's, pandas' or their own errors

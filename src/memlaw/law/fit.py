@@ -350,6 +350,9 @@ class MemoryLaw:
         # laws saved before the certified saturation rule excluded by final loss
         law = cls(**{"saturation": "loss", **values["fit"]}, x=values["x"])
         form = law._validate()
+        for name in form.params:
+            if isinstance(values[name], bool) or not isinstance(values[name], (int, float)):
+                raise TypeError(f"constant {name} is {values[name]!r}, not a number")
         law._set_params(np.array([float(values[name]) for name in form.params]))
         unusable = unusable_constants(law.constants_)
         if unusable:
@@ -362,9 +365,15 @@ class MemoryLaw:
         law.warnings_ = values.get("warnings", [])
         law.cost_ = values.get("cost")
         law.certification_ = values.get("certification")
-        law.grid_ = values["grid"]
-        law.provenance_ = values["provenance"]
-        law.reference_ = values.get("reference", {})
+        if law.certification_ is not None:
+            for name in ("intercept", "slope"):
+                value = law.certification_[name]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                    raise TypeError(f"certification {name} is {value!r}, not a finite number")
+        law.grid_, law.provenance_, law.reference_ = values["grid"], values["provenance"], values.get("reference") or {}
+        for name in ("grid_", "provenance_", "reference_"):
+            if not isinstance(getattr(law, name), dict):
+                raise TypeError(f"{name.rstrip('_')} is {getattr(law, name)!r}, not a mapping")
         draws = np.array(values.get("bootstrap_draws", []), dtype=np.float64)
         # laws saved before forms were objects kept a zero b column for every form
         law.draws_ = (

@@ -128,7 +128,8 @@ class CovariatePowerLaw(PowerLaw):
     def _scale(self, p, u):
         if u is None:
             raise ValueError(f"the '{self.name}' form needs the content's initial loss")
-        return p[0] * np.asarray(u, dtype=np.float64) ** p[3]
+        with np.errstate(over="ignore"):  # an overflow reads as inf, which the plan refuses
+            return p[0] * np.asarray(u, dtype=np.float64) ** p[3]
 
     def u_of(self, initial_loss):
         return None if initial_loss is None else np.asarray(initial_loss, dtype=np.float64)

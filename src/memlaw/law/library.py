@@ -58,11 +58,15 @@ def load_law(path: str | Path) -> MemoryLaw:
     file = Path(path)
     if not file.is_file():
         raise MemlawInputError(f"no such law file: {file} (write one with memlaw fit --out)")
-    return law_from_text(file.read_text(encoding="utf-8"), str(file))
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise MemlawInputError(f"{file} is not a law written by memlaw fit (not UTF-8 text)") from err
+    return law_from_text(text, str(file))
 
 
 def law_from_text(text: str, where: str) -> MemoryLaw:
     try:
         return MemoryLaw.from_dict(json.loads(text))
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise MemlawInputError(f"{where} is not a law written by memlaw fit ({type(err).__name__}: {err})") from err

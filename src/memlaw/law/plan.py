@@ -128,8 +128,8 @@ def plan_rank(
 ) -> Plan:
     """The smallest whole rank whose predicted final loss at ``length`` is below ``target_loss``
     (with ``confidence``: that certifies with this probability, by the law's certification model)."""
-    if not length > 0:
-        raise MemlawInputError(f"length must be positive, got {length}")
+    if not length >= 1:
+        raise MemlawInputError(f"length must be at least one token, got {length}")
     start = initial_loss if initial_loss is not None else _initial_loss(law, length, ratio)
     need = float(needed_reduction(law, start, target_loss, confidence))
     per_rank = _params_per_rank(law)
@@ -162,6 +162,9 @@ def plan_length(
     certify with probability ``confidence``)."""
     if not rank > 0:
         raise MemlawInputError(f"rank must be positive, got {rank}")
+    full = getattr(law, "reference_", {}).get("max_rank")
+    if full is not None and rank > full:
+        raise MemlawInputError(f"rank {rank:g} is beyond full rank ({full:g}, the model's width)")
     x = _to_x(law, rank)
 
     def length_at(params, start: float) -> float:
@@ -256,6 +259,8 @@ def content_warning(law: MemoryLaw, initial_loss: float) -> list[str]:
 def _completed(plan: Plan, law: MemoryLaw, ratio: float | None) -> Plan:
     """``plan`` with its warnings and, for a finite length, the steps and time it costs and its
     probability of certifying."""
+    if math.isfinite(plan.length) and not math.isfinite(plan.predicted_final_loss):
+        raise MemlawInputError("the law's prediction overflows here: its constants are out of any usable range")
     plan.warnings = _extrapolation(law, rank=plan.rank, length=plan.length, ratio=ratio) + _below_zero(plan)
     if math.isfinite(plan.length):
         _add_cost(plan, law)

@@ -84,6 +84,9 @@ def load_points(source: str | Path) -> LawPoints:
         raise MemlawInputError(f"no such file: {path} (give a results store or a CSV)")
     if path.suffix.lower() == ".csv":
         return _from_csv(path)
+    with path.open("rb") as handle:
+        if handle.read(16) != b"SQLite format 3\x00":  # reading must never turn a file into a store
+            raise MemlawInputError(f"{path} is neither a results store (SQLite) nor a CSV: give one of those")
     from memlaw.sweep.store import ResultsStore
 
     with ResultsStore(path) as store:
@@ -117,12 +120,15 @@ def points_from_rows(rows: list[dict[str, Any]], path: str | Path) -> LawPoints:
 
 
 def _from_csv(path: Path) -> LawPoints:
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"rank", "length", "delta_loss"} - set(reader.fieldnames or [])
-        if missing:
-            raise MemlawInputError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-        rows = list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"rank", "length", "delta_loss"} - set(reader.fieldnames or [])
+            if missing:
+                raise MemlawInputError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+            rows = list(reader)
+    except UnicodeDecodeError as err:
+        raise MemlawInputError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from err
     if not rows:
         raise MemlawInputError(f"{path} has no rows")
 

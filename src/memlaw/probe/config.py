@@ -16,6 +16,8 @@ from memlaw.constants import DEFAULT_SYSTEM_PROMPT
 from memlaw.errors import MemlawInputError
 
 GENERATORS = ("phonebook", "longcontext")
+#: Longest ℓ a probe takes: far beyond any model's context, short of exhausting memory.
+MAX_LENGTH = 10_000_000
 
 
 @dataclass
@@ -159,8 +161,8 @@ class ProbeConfig:
         from memlaw.placements import PLACEMENTS
         from memlaw.training.methods import make_objective
 
-        if self.length is not None and self.length <= 0:
-            raise MemlawInputError(f"length must be a positive number of tokens, got {self.length}")
+        if self.length is not None and not 0 < self.length <= MAX_LENGTH:
+            raise MemlawInputError(f"length must be between 1 and {MAX_LENGTH:,} tokens, got {self.length}")
         if not 0.0 <= self.ratio <= 1.0:
             raise MemlawInputError(f"ratio must be within [0, 1], got {self.ratio}")
         if self.placement not in PLACEMENTS:

@@ -59,7 +59,8 @@ def predicted_vs_measured(law: MemoryLaw, points: LawPoints, path: Path) -> None
         fontsize=9,
     )
     _plain_log_ticks(axes)
-    axes.legend(fontsize=8)
+    if axes.get_legend_handles_labels()[1]:
+        axes.legend(fontsize=8)
     _save(figure, path)
 
 

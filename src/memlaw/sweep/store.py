@@ -68,7 +68,10 @@ def cell_key(config: ProbeConfig) -> str:
 class ResultsStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise MemlawInputError(f"cannot create a store at {self.path}: {err.strerror or err}") from err
         try:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self._refuse_foreign()
