@@ -13,6 +13,17 @@ from typing import Any
 from memlaw.errors import MemlawInputError
 
 
+def read_user_text(path: str | Path, missing: str) -> str:
+    """A user's UTF-8 file, or one clear error: ``missing`` says what to give when it is absent."""
+    source = Path(path)
+    if not source.is_file():
+        raise MemlawInputError(f"{missing}: {source}")
+    try:
+        return source.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise MemlawInputError(f"{source} is not UTF-8 text ({err.reason} at byte {err.start})") from err
+
+
 def write_json_atomic(path: str | Path, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 

@@ -70,26 +70,23 @@ def non_negative_number(text: str) -> float:
     return number
 
 
-def non_negative_int(text: str) -> int:
-    """An argparse type: a whole number ≥ 0."""
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text}")
-    return number
+def _whole_number(minimum: int):
+    """An argparse type: a whole number ≥ ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, got {text}")
+        return number
+
+    return parse
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number ≥ 1."""
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {text}")
-    return number
+non_negative_int = _whole_number(0)
+positive_int = _whole_number(1)
 
 
 def finite_number(text: str) -> float:

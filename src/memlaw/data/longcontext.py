@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 from memlaw.constants import LONG_CONTEXT_PROMPT
 from memlaw.data.items import MemoryItem
 from memlaw.errors import MemlawInputError
+from memlaw.io import read_user_text
 
 #: Chapters 1-10 of Jane Austen's "Pride and Prejudice" (1813, public domain).
 DEFAULT_TEXT = "pride_and_prejudice_ch1-10.txt"
@@ -42,15 +43,9 @@ def default_text() -> str:
 
 
 def read_text(path: str | Path) -> str:
-    source = Path(path)
-    if not source.is_file():
-        raise MemlawInputError(f"text file not found: {source}")
-    try:
-        text = source.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise MemlawInputError(f"{source} is not UTF-8 text ({err.reason} at byte {err.start})") from err
+    text = read_user_text(path, "text file not found")
     if not text.strip():
-        raise MemlawInputError(f"{source} is empty")
+        raise MemlawInputError(f"{path} is empty")
     return text
 
 

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from memlaw.errors import MemlawInputError
+from memlaw.io import read_user_text
 from memlaw.law.fit import MemoryLaw
 
 #: Package holding the shipped laws.
@@ -55,14 +56,8 @@ def find_law(model: str) -> tuple[MemoryLaw, str]:
 
 
 def load_law(path: str | Path) -> MemoryLaw:
-    file = Path(path)
-    if not file.is_file():
-        raise MemlawInputError(f"no such law file: {file} (write one with memlaw fit --out)")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise MemlawInputError(f"{file} is not a law written by memlaw fit (not UTF-8 text)") from err
-    return law_from_text(text, str(file))
+    text = read_user_text(path, "no such law file (write one with memlaw fit --out)")
+    return law_from_text(text, str(path))
 
 
 def law_from_text(text: str, where: str) -> MemoryLaw:
