@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ import yaml
 
 from memlaw.errors import MemlawInputError
 from memlaw.sweep import ResultsStore, cell_key, load_sweep, run_sweep
+from memlaw.sweep.leases import LEASE_SECONDS
 
 
 def write_sweep(path, model, grid, **fixed):
@@ -336,3 +338,81 @@ def test_ctrl_c_mid_sweep_exits_130_keeps_finished_cells_and_says_how_to_resume(
     assert all(r["status"] == "done" and r["final_loss"] is not None for r in kept)  # complete, or not there
     report = run_sweep(load_sweep(config), store)
     assert (report.skipped, report.done) == (len(kept), 6 - len(kept)) and len(store.rows()) == 6
+
+
+def sweep_command(config, db, *extra):
+    return [sys.executable, "-m", "memlaw.cli.main", "sweep", str(config), "--store", str(db), "--quiet", *extra]
+
+
+def lease_rows(db) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT cell_key, holder, pid FROM leases").fetchall()
+
+
+def test_two_drivers_on_one_store_train_each_cell_once(tiny_dir, tmp_path):
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"data_seed": [1, 2, 3, 4, 5, 6]}, length=64, epochs=40)
+    db = tmp_path / "r.db"
+    ResultsStore(db).close()  # both find the store made
+    drivers = [subprocess.Popen(sweep_command(config, db), stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [driver.communicate(timeout=300)[0] for driver in drivers]
+    assert [driver.returncode for driver in drivers] == [0, 0], outputs
+    trained = [int(re.search(r"(\d+) done", out).group(1)) for out in outputs]
+    assert sum(trained) == 6, outputs  # without leases each driver trains all 6
+    for out, mine in zip(outputs, trained, strict=True):  # each waits for the other's cells, and says so
+        assert mine == 6 or f"{6 - mine} by another driver" in out, out
+    rows = ResultsStore(db).rows()
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"done"} and lease_rows(db) == []
+
+
+def test_a_killed_drivers_leases_are_taken_over_at_once(tiny_dir, tmp_path):
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"data_seed": [1, 2, 3, 4]}, length=64, epochs=40)
+    db = tmp_path / "r.db"
+    proc = subprocess.Popen(sweep_command(config, db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_cells(db, 1)
+    deadline = time.time() + 60
+    while time.time() < deadline and not lease_rows(db):  # the next cell claimed, in flight
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: its lease on the cell in flight stays behind
+    proc.wait()
+    (dead,) = {holder for _, holder, _ in lease_rows(db)}
+    assert dead.split(":")[1] == str(proc.pid)
+    started = time.time()
+    report = run_sweep(load_sweep(config), ResultsStore(db))
+    assert report.skipped + report.done == 4 and report.done >= 1
+    assert time.time() - started < LEASE_SECONDS  # a dead process of this host holds nothing
+    assert lease_rows(db) == []
+
+
+def test_a_live_lease_is_waited_for_until_it_expires(tiny_dir, tmp_path):
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"data_seed": [1, 2]}, length=8, epochs=2)
+    store = ResultsStore(tmp_path / "r.db")
+    first = cell_key(load_sweep(config).cells()[0])
+    # a driver on another host holds the first cell for 3 more seconds, and then stops renewing
+    with store.db:
+        store.db.execute("INSERT INTO leases VALUES (?, 'elsewhere:1:ab', 'elsewhere', 1, ?)", (first, time.time() + 3))
+    started = time.time()
+    report = run_sweep(load_sweep(config), store)
+    assert report.done == 2 and time.time() - started >= 3
+    assert {r["cell_key"] for r in store.rows()} >= {first} and lease_rows(store.path) == []
+
+
+def test_ctrl_c_with_workers_stops_them_releases_the_leases_and_resumes(tiny_dir, tmp_path):
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"data_seed": [1, 2, 3, 4, 5, 6]}, length=64, epochs=40)
+    db = tmp_path / "r.db"
+    proc = subprocess.Popen(sweep_command(config, db, "--workers", "2"), stderr=subprocess.PIPE, text=True)
+    wait_for_cells(db, 1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "run the same command again to resume" in lines[0], err
+    store = ResultsStore(db)
+    kept = store.rows()
+    assert 1 <= len(kept) < 6 and lease_rows(db) == []
+    for pid in {int(r["worker"].rsplit(":", 1)[1]) for r in kept}:  # the workers are stopped, not orphaned
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    report = run_sweep(load_sweep(config), store)
+    assert (report.skipped, report.done) == (len(kept), 6 - len(kept))

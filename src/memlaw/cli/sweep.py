@@ -82,9 +82,10 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             )
         except KeyboardInterrupt:
             return interrupted("sweep", store)
+    elsewhere = f", {report.elsewhere} by another driver" if report.elsewhere else ""
     print(
-        f"{report.total} cells: {report.skipped} already stored, {report.done} done, {report.failed} failed "
-        f"-> {args.store}"
+        f"{report.total} cells: {report.skipped} already stored, {report.done} done, {report.failed} failed"
+        f"{elsewhere} -> {args.store}"
     )
     return 0
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import signal
 import socket
-from collections import defaultdict
+import sys
+import time
+from collections import defaultdict, deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -28,6 +31,7 @@ from memlaw.models.loading import LoadedModel, load_model
 from memlaw.probe import ProbeConfig, ProbeResult, run_probes, stack_groups
 from memlaw.probe.run import MAX_COPIES
 from memlaw.sweep.grid import SweepConfig
+from memlaw.sweep.leases import Leases
 from memlaw.sweep.store import ResultsStore, cell_key
 
 #: Which model a cell loads; with the data settings, what its data depends on (cells equal in
@@ -45,6 +49,8 @@ class SweepReport:
     skipped: int
     done: int
     failed: int
+    #: Cells another driver on the same store trained and stored while this one ran.
+    elsewhere: int = 0
 
 
 def run_sweep(
@@ -60,6 +66,8 @@ def run_sweep(
     """Run every cell of ``sweep`` not yet in ``store`` on the ``local`` or ``ray`` backend.
 
     ``workers`` > 1 runs local stacks in that many processes, each loading the model once.
+    Cells are leased before they run, so drivers sharing the store train each cell once; cells
+    another live driver holds are waited for, and taken over if it dies.
     """
     if workers < 1:
         raise MemlawInputError(f"--workers must be at least 1, got {workers}")
@@ -69,15 +77,13 @@ def run_sweep(
     finished = store.finished(include_failed=not retry_failed)
     todo = [c for c in cells if cell_key(c) not in finished]
     report = SweepReport(total=len(cells), skipped=len(cells) - len(todo), done=0, failed=0)
-    stacks = plan_stacks(todo)
-    if backend == "ray":
-        outcomes = _ray(stacks, address)
-    elif workers > 1:
-        outcomes = _processes(stacks, workers)
-    else:
-        outcomes = (triple for stack in stacks for triple in _received(stack, _remote_stack(stack)))
-    with tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress) as bar:
-        for config, outcome, worker in outcomes:
+    runner = RayStacks(address) if backend == "ray" else ProcessStacks(workers) if workers > 1 else LocalStacks()
+    with (
+        Leases(store.path) as leases,
+        runner,
+        tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress) as bar,
+    ):
+        for config, outcome, worker in _dispatch(plan_stacks(todo), runner, leases, retry_failed=retry_failed):
             if isinstance(outcome, ProbeResult):
                 store.add_result(config, outcome, worker)
                 report.done += 1
@@ -86,7 +92,155 @@ def run_sweep(
                 report.failed += 1
             bar.update()
             bar.set_postfix(done=report.done, failed=report.failed)
+    report.elsewhere = len(todo) - report.done - report.failed
     return report
+
+
+#: Seconds between looks at cells another driver holds, while nothing else is left to run.
+POLL_SECONDS = 2.0
+
+
+def _dispatch(
+    stacks: list[list[ProbeConfig]], runner: StackRunner, leases: Leases, *, retry_failed: bool
+) -> Iterator[Received]:
+    """Outcomes of ``stacks``, each claimed just before it runs, at most ``runner.capacity`` at
+    once; cells a live driver holds are tried again when nothing else is left, until they are
+    stored or their lease dies."""
+    queue, waiting, running = deque(stacks), [], 0
+    while queue or waiting or running:
+        while queue and running < runner.capacity:
+            stack = queue.popleft()
+            mine, held = leases.claim([cell_key(c) for c in stack], include_failed=not retry_failed)
+            if held:
+                waiting.append([c for c in stack if cell_key(c) in held])
+            if mine:
+                runner.submit([c for c in stack if cell_key(c) in mine])
+                running += 1
+        if running:
+            yield from _received(*runner.next_done())
+            running -= 1
+        elif waiting:
+            time.sleep(POLL_SECONDS)
+            queue.extend(waiting)
+            waiting = []
+
+
+#: What a backend yields per cell: its config, its outcome, and the worker that ran it.
+Received = tuple[ProbeConfig, Outcome, str]
+#: A stack as a backend hands it back: the stack, and what ``_remote_stack`` returned for it.
+Finished = tuple[list[ProbeConfig], tuple[str, list[dict[str, Any] | str]]]
+
+
+class StackRunner:
+    """A backend: runs up to ``capacity`` stacks at once and hands each back when it ends."""
+
+    capacity = 1
+
+    def submit(self, stack: list[ProbeConfig]) -> None:
+        raise NotImplementedError
+
+    def next_done(self) -> Finished:
+        raise NotImplementedError
+
+    def __enter__(self) -> StackRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class LocalStacks(StackRunner):
+    """Stacks run in this process, one at a time, as they are submitted."""
+
+    def __init__(self) -> None:
+        self._done: deque[Finished] = deque()
+
+    def submit(self, stack: list[ProbeConfig]) -> None:
+        self._done.append((stack, _remote_stack(stack)))
+
+    def next_done(self) -> Finished:
+        return self._done.popleft()
+
+
+#: How long a stopped worker may take to leave through Python before it is killed.
+WORKER_EXIT_SECONDS = 10.0
+
+
+class ProcessStacks(StackRunner):
+    """Stacks in ``workers`` spawned processes (each loads the model once). On Ctrl-C or any
+    error in the driver, the stacks not started are cancelled and the workers stopped at once."""
+
+    def __init__(self, workers: int):
+        self.capacity = workers
+        self._pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_signals
+        )
+        self._futures: dict[Future, list[ProbeConfig]] = {}
+
+    def submit(self, stack: list[ProbeConfig]) -> None:
+        self._futures[self._pool.submit(_remote_stack, [asdict(c) for c in stack])] = stack
+
+    def next_done(self) -> Finished:
+        future = next(as_completed(self._futures))
+        return self._futures.pop(future), future.result()
+
+    def __exit__(self, kind: type | None, *exc: object) -> None:
+        if kind is None:
+            self._pool.shutdown()
+            return
+        workers = list((getattr(self._pool, "_processes", None) or {}).values())  # 3.14: terminate_workers()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.join(timeout=WORKER_EXIT_SECONDS)
+            if process.is_alive():  # deep in one long native call: no more waiting
+                process.kill()
+                process.join()
+        self._pool.shutdown()  # the pool sees its workers gone and frees its queues (no leaked semaphores)
+
+
+class RayStacks(StackRunner):
+    """Each stack is a Ray task (on a GPU when the cluster has one), as many at once as the
+    cluster has GPUs (or CPUs); results return as they end."""
+
+    def __init__(self, address: str | None):
+        try:
+            import ray
+        except ImportError as err:
+            raise MemlawInputError("the ray backend needs Ray: pip install 'memlaw[ray]'") from err
+        self.ray, self.started_here = ray, not ray.is_initialized()
+        if self.started_here:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        self.capacity = max(1, gpus or int(resources.get("CPU", 1)))
+        self._task = ray.remote(num_gpus=1 if gpus else 0)(_remote_stack)
+        self._pending: dict[Any, list[ProbeConfig]] = {}
+
+    def submit(self, stack: list[ProbeConfig]) -> None:
+        self._pending[self._task.remote([asdict(c) for c in stack])] = stack
+
+    def next_done(self) -> Finished:
+        (ready,), _ = self.ray.wait(list(self._pending), num_returns=1)
+        return self._pending.pop(ready), self.ray.get(ready)
+
+    def __exit__(self, *exc: object) -> None:
+        for ref in self._pending:
+            self.ray.cancel(ref, force=True)
+        if self.started_here:
+            self.ray.shutdown()
+
+
+def _worker_signals() -> None:
+    """Workers leave Ctrl-C to the driver, which stops them (no traceback from each worker), and
+    end by SIGTERM through Python, whose exit frees what they hold (tqdm's semaphore, for one)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_worker)
+
+
+def _exit_worker(signum: int, frame: object) -> None:
+    sys.exit(0)
 
 
 def plan_stacks(todo: list[ProbeConfig]) -> list[list[ProbeConfig]]:
@@ -127,39 +281,6 @@ def _run_stack(stack: list[ProbeConfig], loaded: LoadedModel) -> list[tuple[Prob
         if len(stack) == 1:
             return [(stack[0], _reason(err))]
         return [pair for config in stack for pair in _run_stack([config], loaded)]
-
-
-#: What a backend yields per cell: its config, its outcome, and the worker that ran it.
-Received = tuple[ProbeConfig, Outcome, str]
-
-
-def _processes(stacks: list[list[ProbeConfig]], workers: int) -> Iterator[Received]:
-    """Stacks in ``workers`` spawned processes; outcomes come back to the driver as they end."""
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_remote_stack, [asdict(c) for c in stack]): stack for stack in stacks}
-        for future in as_completed(futures):
-            yield from _received(futures[future], future.result())
-
-
-def _ray(stacks: list[list[ProbeConfig]], address: str | None) -> Iterator[Received]:
-    """Each stack is a Ray task (on a GPU when the cluster has one); results return as they end."""
-    try:
-        import ray
-    except ImportError as err:
-        raise MemlawInputError("the ray backend needs Ray: pip install 'memlaw[ray]'") from err
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    try:
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-        task = ray.remote(num_gpus=gpus)(_remote_stack)
-        pending = {task.remote([asdict(c) for c in stack]): stack for stack in stacks}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            yield from _received(pending.pop(ready[0]), ray.get(ready[0]))
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 def _remote_stack(stack: list[dict[str, Any]] | list[ProbeConfig]) -> tuple[str, list[dict[str, Any] | str]]:

@@ -1,7 +1,9 @@
 """The results store: one SQLite row per finished probe cell, written atomically.
 
 WAL journaling and one transaction per cell mean a crash (even SIGKILL) leaves either the
-whole row or nothing; the cell key is the primary key, so no cell is ever stored twice.
+whole row or nothing; the cell key is the primary key, so no cell is ever stored twice. Drivers
+sharing a store claim cells with leases (``leases.py``); storing a cell ends its lease in the
+same transaction.
 Per-token probabilities are kept as float16 bytes (2 bytes a token), the rest as columns
 or JSON.
 """
@@ -22,6 +24,7 @@ from memlaw._version import __version__
 from memlaw.config import settings_where
 from memlaw.errors import MemlawInputError
 from memlaw.probe.config import ProbeConfig
+from memlaw.sweep.leases import LEASES_TABLE
 
 if TYPE_CHECKING:
     from memlaw.probe.result import ProbeResult
@@ -114,6 +117,7 @@ class ResultsStore:
                     f"{self.path} was written by a memlaw with store schema {found[0]}; this one reads "
                     f"schema {STORE_SCHEMA}: use a new --store"
                 )
+            self.db.execute(LEASES_TABLE)
             present = {row[1] for row in self.db.execute("PRAGMA table_info(cells)")}
             for column in (*SETTING_COLUMNS, *ADDED_COLUMNS):
                 if column in present:
@@ -169,8 +173,10 @@ class ResultsStore:
     def _insert(self, row: dict[str, Any]) -> None:
         names = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        with self.db:  # one transaction: the whole row or nothing
+        with self.db:  # one transaction: the whole row or nothing, and its lease ends with it
+            self.db.execute("BEGIN IMMEDIATE")
             self.db.execute(f"INSERT OR REPLACE INTO cells ({names}) VALUES ({marks})", tuple(row.values()))
+            self.db.execute("DELETE FROM leases WHERE cell_key = ?", (row["cell_key"],))
 
     def rows(self, where: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Stored cells as dictionaries, filtered by equality on setting or measurement columns."""
