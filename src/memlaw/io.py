@@ -13,11 +13,19 @@ from typing import Any
 from memlaw.errors import MemlawInputError
 
 
-def read_user_text(path: str | Path, missing: str) -> str:
-    """A user's UTF-8 file, or one clear error: ``missing`` says what to give when it is absent."""
+def check_input_file(path: str | Path, missing: str) -> Path:
+    """``path`` if it is a file; else one clear error (``missing`` says what to give when absent)."""
     source = Path(path)
+    if source.is_dir():
+        raise MemlawInputError(f"{source} is a folder, not a file: give a file inside it")
     if not source.is_file():
         raise MemlawInputError(f"{missing}: {source}")
+    return source
+
+
+def read_user_text(path: str | Path, missing: str) -> str:
+    """A user's UTF-8 file, or one clear error: ``missing`` says what to give when it is absent."""
+    source = check_input_file(path, missing)
     try:
         return source.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:

@@ -177,4 +177,24 @@ def test_fuzzing_finds_stay_fixed(cli, law_file, tmp_path, tiny_dir):
         cli("calibrate", "--model", tiny_dir, "--store", str(tmp_path / "c.db"), "--set", "bogus=1"),
         "unknown axis or setting 'bogus'",
     )
+    one_line_exit_2(
+        cli("calibrate", "--model", tiny_dir, "--store", str(tmp_path / "c.db"), "--set", "placement=peft"),
+        "--set placement: choose the placement with --placement",
+    )
     assert not (tmp_path / "w.db").exists() and not (tmp_path / "c.db").exists()
+    # refused before training (nothing printed): outputs that cannot be written, folders as data,
+    # method options of the wrong type
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text('{"key": "Ada", "value": "7731"}\n')
+    probe = ("probe", "--model", tiny_dir, "--data", str(facts), "--rank", "1", "--epochs", "1")
+    one_line_exit_2(cli(*probe, "--out", "/proc/x/r.json"), "--out /proc/x/r.json: cannot write in /proc")
+    one_line_exit_2(cli(*probe, "--save", "/proc/x/adapter"), "--save /proc/x/adapter: cannot write in /proc")
+    one_line_exit_2(cli("train", str(facts), "--model", tiny_dir, "--out", "/proc/x"), "cannot write in /proc")
+    one_line_exit_2(cli("probe", "--model", tiny_dir, "--data", str(tmp_path)), "is a folder, not a file")
+    one_line_exit_2(cli("train", str(tmp_path), "--model", tiny_dir, "--out", str(tmp_path / "a")), "is a folder")
+    one_line_exit_2(
+        cli("train", str(facts), "--model", tiny_dir, "--out", str(tmp_path / "a"), "--method", "memft-ot",
+            "--method-options", "{threshold: banana}"),
+        "must be a number, got 'banana', e.g. --method-options '{threshold: 0.5}'",
+    )  # fmt: skip
+    assert not (tmp_path / "a").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import tempfile
 from pathlib import Path
 
 from memlaw.config import build_config, read_yaml
@@ -37,9 +38,12 @@ def config_from_args(args: argparse.Namespace, defaults: dict | None = None) -> 
 
 
 def check_new_folder(path: str | None, flag: str) -> Path | None:
+    """A new output folder, refused before any work if it holds anything or cannot be made."""
     folder = Path(path) if path else None
     if folder is not None and folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise MemlawInputError(f"{flag} {folder} already exists and is not an empty folder: choose a new folder")
+    if folder is not None:
+        check_output_file(str(folder), flag, folder=True)
     return folder
 
 
@@ -50,8 +54,13 @@ def check_output_file(path: str, flag: str, *, folder: bool = False) -> None:
     if target.is_dir() and not folder:
         raise MemlawInputError(f"{flag} {target} is a folder: give a file name")
     parent = next((folder for folder in (target.parent, *target.parent.parents) if folder.exists()), Path("."))
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise MemlawInputError(f"{flag} {target}: cannot write in {parent}")
+    # a file made and removed at once: permission bits do not tell (root, read-only or virtual file systems)
+    try:
+        descriptor, probe = tempfile.mkstemp(dir=parent, prefix=".memlaw-check-")
+    except OSError:
+        raise MemlawInputError(f"{flag} {target}: cannot write in {parent}") from None
+    os.close(descriptor)
+    os.unlink(probe)
 
 
 def positive_number(text: str) -> float:

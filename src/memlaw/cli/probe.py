@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from memlaw.cli.common import check_new_folder, config_from_args, quiet_libraries
+from memlaw.cli.common import check_new_folder, check_output_file, config_from_args, quiet_libraries
 from memlaw.config import add_dataclass_options
 from memlaw.io import write_dir_atomic, write_json_atomic
 from memlaw.probe.config import ProbeConfig
@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     save = check_new_folder(args.save, "--save")
+    if args.out:
+        check_output_file(args.out, "--out")
     result = run_probe(config, progress=not args.quiet)
     print(result.summary())
     if args.out:

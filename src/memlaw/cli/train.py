@@ -9,13 +9,13 @@ with their probabilities, and where decoding first leaves each failed item.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memlaw.cli.common import check_new_folder, config_from_args, quiet_libraries
 from memlaw.cli.probe import save_adapter
 from memlaw.config import add_dataclass_options
 from memlaw.errors import MemlawInputError
+from memlaw.io import check_input_file
 from memlaw.probe.config import ProbeConfig
 
 if TYPE_CHECKING:
@@ -43,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_libraries(quiet=args.quiet)  # first: tqdm reads its settings when first imported
     from memlaw.probe.run import run_probe
 
-    if not Path(args.data_file).is_file():
-        raise MemlawInputError(f"no such data file: {args.data_file} (give a JSONL, CSV, Parquet or text file)")
+    check_input_file(args.data_file, "no such data file (give a JSONL, CSV, Parquet or text file)")
     if args.data is not None:
         raise MemlawInputError("give the data file as the DATA argument, not --data")
     args.data = args.data_file

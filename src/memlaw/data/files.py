@@ -17,6 +17,7 @@ from memlaw.constants import LONG_CONTEXT_PROMPT
 from memlaw.data.items import MemoryItem
 from memlaw.data.longcontext import read_text
 from memlaw.errors import MemlawInputError
+from memlaw.io import check_input_file
 
 #: Accepted (key field, value field) pairs, in the order they are looked for.
 FIELD_PAIRS = (("key", "value"), ("query", "target"), ("prompt", "completion"))
@@ -30,9 +31,9 @@ ROLES = ("system", "user", "assistant")
 
 def load_items(path: str | Path, fields: Sequence[str] | None = None) -> list[MemoryItem]:
     """The file's items, in file order: records of JSONL/CSV/Parquet, or one plain-text item."""
-    source = Path(path)
-    if not source.is_file():
-        raise MemlawInputError(f"data file not found: {source} (give phonebook, longcontext or a JSONL/text file)")
+    source = check_input_file(
+        path, "data file not found (give phonebook, longcontext or a JSONL, CSV, Parquet or text file)"
+    )
     if fields is not None and len(fields) != 2:
         raise MemlawInputError(f"fields takes two column names, KEY,VALUE; got {len(fields)}: {','.join(fields)}")
     suffix = source.suffix.lower()
