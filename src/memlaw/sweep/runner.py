@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterator
@@ -77,13 +78,16 @@ def run_sweep(
     finished = store.finished(include_failed=not retry_failed)
     todo = [c for c in cells if cell_key(c) not in finished]
     report = SweepReport(total=len(cells), skipped=len(cells) - len(todo), done=0, failed=0)
+    started = time.time()
     runner = RayStacks(address) if backend == "ray" else ProcessStacks(workers) if workers > 1 else LocalStacks()
     with (
         Leases(store.path) as leases,
         runner,
         tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress) as bar,
     ):
-        for config, outcome, worker in _dispatch(plan_stacks(todo), runner, leases, retry_failed=retry_failed):
+        for config, outcome, worker in _dispatch(
+            plan_stacks(todo), runner, leases, retry_before=started if retry_failed else None
+        ):
             if isinstance(outcome, ProbeResult):
                 store.add_result(config, outcome, worker)
                 report.done += 1
@@ -101,7 +105,7 @@ POLL_SECONDS = 2.0
 
 
 def _dispatch(
-    stacks: list[list[ProbeConfig]], runner: StackRunner, leases: Leases, *, retry_failed: bool
+    stacks: list[list[ProbeConfig]], runner: StackRunner, leases: Leases, *, retry_before: float | None
 ) -> Iterator[Received]:
     """Outcomes of ``stacks``, each claimed just before it runs, at most ``runner.capacity`` at
     once; cells a live driver holds are tried again when nothing else is left, until they are
@@ -110,7 +114,7 @@ def _dispatch(
     while queue or waiting or running:
         while queue and running < runner.capacity:
             stack = queue.popleft()
-            mine, held = leases.claim([cell_key(c) for c in stack], include_failed=not retry_failed)
+            mine, held = leases.claim([cell_key(c) for c in stack], retry_before=retry_before)
             if held:
                 waiting.append([c for c in stack if cell_key(c) in held])
             if mine:
@@ -233,10 +237,19 @@ class RayStacks(StackRunner):
 
 
 def _worker_signals() -> None:
-    """Workers leave Ctrl-C to the driver, which stops them (no traceback from each worker), and
-    end by SIGTERM through Python, whose exit frees what they hold (tqdm's semaphore, for one)."""
+    """Workers leave Ctrl-C to the driver, which stops them (no traceback from each worker), end by
+    SIGTERM through Python, whose exit frees what they hold (tqdm's semaphore, for one), and end
+    by themselves when the driver dies without stopping them (SIGKILL): nobody would store their work."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_worker)
+    driver = os.getppid()
+
+    def watch_driver() -> None:
+        while os.getppid() == driver:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch_driver, name="memlaw-driver-watch", daemon=True).start()
 
 
 def _exit_worker(signum: int, frame: object) -> None:

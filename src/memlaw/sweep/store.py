@@ -175,7 +175,9 @@ class ResultsStore:
         marks = ", ".join("?" for _ in row)
         with self.db:  # one transaction: the whole row or nothing, and its lease ends with it
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute(f"INSERT OR REPLACE INTO cells ({names}) VALUES ({marks})", tuple(row.values()))
+            stored = self.db.execute("SELECT status FROM cells WHERE cell_key = ?", (row["cell_key"],)).fetchone()
+            if not (row["status"] == "failed" and stored == ("done",)):  # a late failure never hides a result
+                self.db.execute(f"INSERT OR REPLACE INTO cells ({names}) VALUES ({marks})", tuple(row.values()))
             self.db.execute("DELETE FROM leases WHERE cell_key = ?", (row["cell_key"],))
 
     def rows(self, where: dict[str, str] | None = None) -> list[dict[str, Any]]:
