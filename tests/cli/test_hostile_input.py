@@ -97,7 +97,7 @@ def write_sweep(path, model, grid, **fixed):
         ({"rank": [1], "length": {"start": 8, "stop": 16, "step": float("nan")}}, {}, [], "must be finite numbers"),
         ({"rank": [1], "length": {"start": 8, "stop": 1e9, "step": 1}}, {}, [], "more than 10,000 values"),
         ({"rank": [1, 2, 3], "length": [8, 16, 24, 32]}, {}, ["--max-cells", "10"], "12 cells, more than 10"),
-        ({"rank": [1]}, {"data": "missing.jsonl"}, [], "data file not found: missing.jsonl"),
+        ({"rank": [1]}, {"data": "missing.jsonl"}, [], "text file): missing.jsonl"),
     ],
 )
 def test_sweeps_check_every_cell_before_the_model_loads(cli, tmp_path, grid, fixed, extra, message):

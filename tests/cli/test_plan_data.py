@@ -9,6 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from memlaw.io import write_json_atomic
 from memlaw.law.fit import MemoryLaw
+from memlaw.models.loading import bf16_autocast_available, resolve_device
 
 RECORDS = [
     {"key": "Ada Byron:", "value": "born 1815 in London, wrote the first program"},
@@ -149,6 +150,10 @@ def test_a_fresh_install_plans_a_conversation_file_with_the_packaged_law(cli, tm
     code, out, err = cli("plan", "--data", str(data), "--json")
     assert code == 0, err
     plan = json.loads(out)
-    assert plan["law"].startswith("the law packaged with memlaw") and plan["items"] == len(RECORDS)
+    assert plan["law"] == "the peft law packaged with memlaw for smollm2-135m-instruct"
+    assert plan["items"] == len(RECORDS) and plan["adapter"]["placement"] == "peft"
     assert plan["rank"] >= 1 and 0 < plan["certify_probability"] <= 1 and plan["confidence"] == 0.9
-    assert plan["train_command"].startswith(f"memlaw train {data} --out ADAPTER_DIR --layer 28")
+    # memlaw train's defaults are the law's budget: only the rank (and bf16 autocast, where the
+    # machine has it, as the law's probes had) are spelled out
+    autocast = "--autocast true " if bf16_autocast_available(resolve_device("auto")) else ""
+    assert plan["train_command"] == f"memlaw train {data} --out ADAPTER_DIR {autocast}--rank {plan['rank']:g}"

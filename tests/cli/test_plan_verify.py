@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from memlaw.constants import MLP_MODULES
 from memlaw.io import write_json_atomic
 from memlaw.law.fit import MemoryLaw
 from memlaw.law.library import user_law_path
@@ -26,12 +27,18 @@ def facts(tmp_path):
     return str(path)
 
 
-def tiny_law(tiny_dir) -> MemoryLaw:
+#: A law calibrated on PEFT LoRA on the MLP of layer 2 of the tiny model's 4.
+PEFT_BUDGET = {**BUDGET, "placement": "peft", "target_modules": ["gate_proj", "up_proj", "down_proj"]}
+
+
+def tiny_law(tiny_dir, budget=BUDGET) -> MemoryLaw:
     rank, length = (a.ravel().astype(float) for a in np.meshgrid([1, 2, 4, 8], [8, 16, 32, 64]))
     delta = 8.0 * rank**0.5 * length**-0.3 + 0.2  # the tiny facts (initial loss ~11) plan a rank near 10
     law = MemoryLaw(bootstrap=20).fit(rank, length, delta)
-    law.provenance_ = {"model": tiny_dir, "prompt_format": "raw", **BUDGET}
-    law.reference_ = {"initial_loss": [{"ratio": 1.0, "length": 8.0, "initial_loss": 11.0}], "params_per_rank": 128.0}
+    law.provenance_ = {"model": tiny_dir, "prompt_format": "raw", **budget}
+    law.reference_ = {
+        "initial_loss": [{"ratio": 1.0, "length": 8.0, "initial_loss": 11.0}], "params_per_rank": 128.0, "layers": 4
+    }  # fmt: skip
     return law
 
 
@@ -54,11 +61,12 @@ def test_verify_trains_the_plan_with_the_laws_budget_and_keeps_a_track_record(cl
     alone = run_probe(ProbeConfig(model=tiny_dir, data=facts, prompt_format="raw", rank=int(plan["rank"]), **BUDGET))
     assert verified["final_loss"] == pytest.approx(alone.final_loss, rel=1e-5)
     assert (verified["steps"], verified["certified"]) == (alone.steps, alone.certified)
-    assert plan["track_record"] == {"model": tiny_dir, "verified": 1, "certified": int(alone.certified)}
+    record = {"model": tiny_dir, "placement": "bypass", "verified": 1, "certified": int(alone.certified)}
+    assert plan["track_record"] == record
 
     # the plan's train command (memlaw train with the law's budget) trains that same adapter
     words = shlex.split(plan["train_command"])
-    assert words[:2] == ["memlaw", "train"] and "--rank" in words and "--method" in words
+    assert words[:2] == ["memlaw", "train"] and "--rank" in words and "--placement" in words and "--lr" in words
     words[words.index("ADAPTER_DIR")] = str(tmp_path / "adapter")
     code, _, err = cli(*words[1:], "--quiet")
     assert code == 0, err
@@ -72,6 +80,11 @@ def test_verify_trains_the_plan_with_the_laws_budget_and_keeps_a_track_record(cl
     code, text, _ = cli("plan", "--law", law_file, "--data", facts, "--verify", "--quiet")
     assert code == 0 and "verified: predicted against measured at rank" in text
     assert "2 verified plans on this model" in text
+    # the track record is kept per adapter: plans for the PEFT law on this model have none yet
+    peft_law = tmp_path / "peft-law.json"
+    write_json_atomic(peft_law, tiny_law(tiny_dir, PEFT_BUDGET).to_dict())
+    code, text, _ = cli("plan", "--law", str(peft_law), "--length", "20")
+    assert code == 0 and "0 verified plans on this model: 0 certified (peft adapters)" in text
 
 
 def test_a_foreign_sqlite_file_is_refused_before_anything_is_written(cli, law_file, tmp_path):
@@ -86,22 +99,88 @@ def test_a_foreign_sqlite_file_is_refused_before_anything_is_written(cli, law_fi
     assert foreign.read_bytes() == before and out == ""
 
 
-def test_plans_find_the_law_calibrated_for_their_model(cli, tiny_dir, tmp_path):
+def test_plans_find_the_law_calibrated_for_their_model_and_adapter(cli, tiny_dir, tmp_path):
     code, _, err = cli("plan", "--model", tiny_dir, "--length", "20")
-    assert code == 2 and "no calibrated law for model" in err and "memlaw calibrate" in err
-    target = user_law_path(tiny_dir)
-    target.parent.mkdir(parents=True)
-    write_json_atomic(target, tiny_law(tiny_dir).to_dict())
-    code, out, err = cli("plan", "--model", tiny_dir, "--length", "20", "--json")
+    assert code == 2 and "no calibrated peft law for model" in err and "memlaw calibrate" in err
+    for placement, budget in (("bypass", BUDGET), ("peft", PEFT_BUDGET)):
+        target = user_law_path(tiny_dir, placement)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(target, tiny_law(tiny_dir, budget).to_dict())
+    # plans are for what memlaw train trains unless told otherwise
+    for extra, placement in (([], "peft"), (["--placement", "bypass"], "bypass"), (["--placement", "peft"], "peft")):
+        code, out, err = cli("plan", "--model", tiny_dir, "--length", "20", "--json", *extra)
+        assert code == 0, err
+        plan = json.loads(out)
+        assert plan["law"] == str(user_law_path(tiny_dir, placement)) and plan["adapter"]["placement"] == placement
+    # the law's own adapter, named in other words, is accepted: layer -2 of 4 is layer 2
+    code, out, err = cli(
+        "plan",
+        "--model",
+        tiny_dir,
+        "--length",
+        "20",
+        "--layer",
+        "-2",
+        "--target-modules",
+        "up_proj,gate_proj,down_proj",
+    )
     assert code == 0, err
-    assert json.loads(out)["law"] == str(target)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--layer", "all"],
+            "calibrated on PEFT LoRA on down_proj, gate_proj, up_proj of layer 2, not on PEFT LoRA on",
+        ),
+        (["--target-modules", "q_proj,v_proj"], "not on PEFT LoRA on q_proj, v_proj of layer 2"),
+        (["--layer", "1"], "--set layer=1 --store NEW.db --out LAW.json"),
+        (["--layer", "-5"], "--layer -5 is out of range: the law's model has layers 0..3"),
+        (["--placement", "bypass"], "is for the bypass"),
+        (["--layer", "two"], "--layer two: give a layer index"),
+    ],
+)
+def test_a_plan_for_another_adapter_than_the_laws_is_refused(cli, tiny_dir, tmp_path, argv, message):
+    law = tmp_path / "peft-law.json"
+    write_json_atomic(law, tiny_law(tiny_dir, PEFT_BUDGET).to_dict())
+    if argv[0] == "--placement":  # a bypass law asked to emit a PEFT config
+        write_json_atomic(law, tiny_law(tiny_dir).to_dict())
+        argv = ["--emit", "peft", str(tmp_path / "cfg")]
+    code, out, err = cli("plan", "--law", str(law), "--length", "20", *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert out == "" and not (tmp_path / "cfg").exists()
+
+
+def test_emit_peft_writes_a_lora_config_that_peft_loads_and_trains(cli, tiny_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    law = tmp_path / "peft-law.json"
+    write_json_atomic(law, tiny_law(tiny_dir, PEFT_BUDGET).to_dict())
+    folder = tmp_path / "planned"
+    code, out, err = cli("plan", "--law", str(law), "--length", "20", "--emit", "peft", str(folder), "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    config = LoraConfig.from_pretrained(str(folder))
+    assert config.r == plan["rank"] and config.lora_alpha == plan["rank"]  # memlaw's scaling of 1
+    assert sorted(config.target_modules) == sorted(PEFT_BUDGET["target_modules"]) and config.layers_to_transform == [2]
+    training = json.loads((folder / "training.json").read_text())
+    assert training["training"]["lr"] == BUDGET["lr"] and training["training"]["until"] == "converged"
+    assert training["plan"]["rank"] == plan["rank"]
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_dir), config)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == plan["rank"] * 3 * (64 + 128)  # gate, up and down of one layer: (d + d_ff) per rank
+    code, _, err = cli("plan", "--law", str(law), "--length", "20", "--emit", "peft", str(folder))
+    assert code == 2 and "not an empty folder" in err
 
 
 def test_the_default_model_plans_with_its_packaged_law(cli):
     code, out, err = cli("plan", "--length", "96", "--ratio", "1", "--json")
     assert code == 0, err
     plan = json.loads(out)
-    assert plan["law"] == f"the law packaged with memlaw for {DEFAULT_MODEL}" and plan["rank"] >= 1
+    assert plan["law"] == f"the peft law packaged with memlaw for {DEFAULT_MODEL}" and plan["rank"] >= 1
+    assert plan["adapter"] == {"placement": "peft", "layer": 28, "target_modules": sorted(MLP_MODULES)}
     assert plan["track_record"]["model"] == DEFAULT_MODEL
 
 

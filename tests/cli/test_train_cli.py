@@ -3,8 +3,10 @@
 import json
 
 import pytest
-from transformers import AutoModelForCausalLM
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from memlaw.constants import MLP_MODULES
 from memlaw.measure.greedy import greedy_answers
 from memlaw.models import load_model
 from memlaw.placements import load_adapter
@@ -24,7 +26,7 @@ def test_train_certifies_saves_peft_and_recalls_after_reload(tiny_dir, tmp_path,
     code, stdout, err = cli(
         "train", data_file, "--model", tiny_dir, "--placement", "peft", "--layer", "all", "--rank", "16",
         "--target-modules", "q_proj,v_proj,down_proj",  # attention too: the key must reach the answer
-        "--lr", "0.02", "--epochs", "300", "--out", str(out), "--quiet",
+        "--method", "memft-ot", "--lr", "0.02", "--until", "certified", "--epochs", "300", "--out", str(out), "--quiet",
     )  # fmt: skip
     assert code == 0, err
     assert "with memft-ot: certified at step" in stdout and "3/3 items verbatim" in stdout
@@ -51,6 +53,32 @@ def test_train_certifies_saves_peft_and_recalls_after_reload(tiny_dir, tmp_path,
         assert stdout.startswith(record["value"]), (record, stdout)
 
 
+def test_train_defaults_make_an_adapter_that_plain_peft_loads_merges_and_serves(tiny_dir, tmp_path, cli):
+    """The default adapter (LoRA on the MLP two layers below the top, the law's budget) is an
+    ordinary PEFT adapter: loaded, merged into the weights and decoded with no memlaw code, it
+    answers every key with its value, as docs/adapters.md shows."""
+    data_file = write_jsonl(tmp_path / "facts.jsonl")
+    out = tmp_path / "adapter"
+    # raw prompts (the key alone): a random model's attention would blur chat-formatted keys
+    code, stdout, err = cli(
+        "train", data_file, "--model", tiny_dir, "--prompt-format", "raw", "--rank", "8", "--out", str(out), "--quiet"
+    )
+    assert code == 0, err
+    assert "into a peft rank-8 adapter" in stdout and "with sft: certified at step" in stdout, stdout
+    settings = json.loads((out / "adapter_config.json").read_text())
+    assert settings["layers_to_transform"] == [2] and sorted(settings["target_modules"]) == sorted(MLP_MODULES)
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), str(out)).merge_and_unload()
+    assert not any("lora_" in name for name, _ in model.named_parameters())  # merged: a plain model again
+    for record in RECORDS:
+        prompt = tokenizer(record["key"], return_tensors="pt")
+        answer = model.generate(**prompt, do_sample=False, max_new_tokens=8)[0, prompt["input_ids"].shape[1] :]
+        assert tokenizer.decode(answer, skip_special_tokens=True).startswith(record["value"]), record
+        code, stdout, err = cli("ask", str(out), record["key"], "--max-new-tokens", "8")  # and from the command line
+        assert code == 0 and stdout.startswith(record["value"]), (err, stdout)
+
+
 def test_ask_refuses_a_folder_that_is_not_a_saved_adapter(tmp_path, cli):
     code, out, err = cli("ask", str(tmp_path), "Ada")
     assert code == 2 and "no probe_config.json" in err and len(err.strip().splitlines()) == 1 and out == ""
@@ -59,8 +87,9 @@ def test_ask_refuses_a_folder_that_is_not_a_saved_adapter(tmp_path, cli):
 def test_an_uncertified_run_reports_stubborn_tokens_and_divergences(tiny_dir, tmp_path, cli):
     data_file = write_jsonl(tmp_path / "facts.jsonl")
     code, stdout, err = cli(
-        "train", data_file, "--model", tiny_dir, "--epochs", "1", "--out", str(tmp_path / "a"), "--quiet"
-    )
+        "train", data_file, "--model", tiny_dir, "--until", "budget", "--epochs", "1", "--out", str(tmp_path / "a"),
+        "--quiet",
+    )  # fmt: skip
     assert code == 0, err
     assert "budget of 1 steps spent without certification" in stdout
     assert "stubborn tokens (p <= 0.5), lowest first:" in stdout and "item 'Ada' token 0: p = " in stdout
@@ -72,7 +101,7 @@ def test_an_uncertified_run_reports_stubborn_tokens_and_divergences(tiny_dir, tm
     ("extra", "message"),
     [
         (["--method", "memft-zz"], "unknown method 'memft-zz'"),
-        (["--method-options", "{fallback: maybe}"], "fallback must be sft or skip"),
+        (["--method", "memft-ot", "--method-options", "{fallback: maybe}"], "fallback must be sft or skip"),
         (["--method-options", "[1, 2]"], "--method-options must be a mapping"),
         (["--data", "phonebook"], "give the data file as the DATA argument"),
         (["--rank", "0"], "rank must be a positive integer"),
@@ -92,3 +121,25 @@ def test_missing_data_and_used_output_folder_are_refused(tiny_dir, tmp_path, cli
     (tmp_path / "used" / "keep").write_text("x")
     code, _, err = cli("train", write_jsonl(tmp_path / "f.jsonl"), "--model", tiny_dir, "--out", str(tmp_path / "used"))
     assert code == 2 and "not an empty folder" in err and [p.name for p in (tmp_path / "used").iterdir()] == ["keep"]
+
+
+def test_train_defaults_are_the_budget_of_the_packaged_peft_law():
+    """memlaw train FILE --rank R trains what memlaw plan predicted: every setting of the law's
+    budget is train's default, but bf16 autocast, which not every machine has (plans print it)."""
+    from dataclasses import fields
+
+    from memlaw.cli.train import TRAIN_DEFAULTS
+    from memlaw.constants import DEFAULT_MODEL
+    from memlaw.law.library import find_law, same_setting
+    from memlaw.law.points import PROVENANCE
+
+    law, _ = find_law(DEFAULT_MODEL, "peft")
+    defaults = {f.name: TRAIN_DEFAULTS.get(f.name, f.default) for f in fields(ProbeConfig)}
+    differing = {
+        name: law.provenance_[name]
+        for name in PROVENANCE
+        if name not in ("data", "autocast")
+        and not same_setting(name, law.provenance_[name], defaults[name], law.reference_["layers"])
+    }
+    assert differing == {}
+    assert law.provenance_["placement"] == "peft" and law.reference_["layers"] == 30

@@ -1,9 +1,13 @@
 """``memlaw plan``: the rank a length (or a file) needs, or what a rank holds, from a fitted law.
 
-Without --law, the law calibrated for --model (default: the default model) is used: the one
-``memlaw calibrate`` wrote, else the one packaged with memlaw. With --data FILE --verify, the
-plan is trained as the law's probes trained, and predicted and measured are printed side by
-side and recorded in the track record, which every later plan on the model reports.
+Without --law, the law calibrated for --model (default: the default model) and --placement
+(default: peft, the LoRA memlaw train trains) is used: the one ``memlaw calibrate`` wrote, else
+the one packaged with memlaw. A law holds only for the adapter it was calibrated on, so naming
+another (--target-modules, --layer) is refused with how to calibrate for it. With --data FILE
+--verify, the plan is trained as the law's probes trained, and predicted and measured are
+printed side by side and recorded in the track record, which every later plan on the model
+reports. --emit peft DIR writes the planned adapter as PEFT's LoraConfig, with the law's
+training budget beside it.
 """
 
 from __future__ import annotations
@@ -12,17 +16,28 @@ import argparse
 import json
 import shlex
 
-from memlaw.cli.common import check_output_file, non_negative_number, positive_int, positive_number, quiet_libraries
-from memlaw.constants import CERTIFY_LOSS, DEFAULT_MODEL
+from memlaw.cli.common import (
+    check_new_folder,
+    check_output_file,
+    non_negative_number,
+    positive_int,
+    positive_number,
+    quiet_libraries,
+)
+from memlaw.constants import CERTIFY_LOSS, DEFAULT_LAYER_FRACTION, DEFAULT_MODEL
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_json_atomic
 from memlaw.law.fit import MemoryLaw
-from memlaw.law.library import find_law, load_law, memlaw_home
+from memlaw.law.library import check_law_adapter, describe_adapter, find_law, load_law, memlaw_home
 from memlaw.law.plan import Plan, content_warning, margin_for, plan_items, plan_length, plan_rank
 from memlaw.law.track import TrackRecord
 
 #: The certification probability plans aim for when the law can tell it.
 DEFAULT_CONFIDENCE = 0.9
+#: The adapter plans are for unless the user names another: what memlaw train trains.
+DEFAULT_PLACEMENT = "peft"
+#: What --emit can write.
+EMIT_FORMATS = ("peft",)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -31,6 +46,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--law", help="law JSON written by memlaw fit --out (default: the law calibrated for --model)")
     source.add_argument(
         "--model", help=f"use the law calibrated for this model (default: {DEFAULT_MODEL}, whose law ships with memlaw)"
+    )
+    parser.add_argument(
+        "--placement", choices=("bypass", "peft"),
+        help=f"the adapter to plan for (default with --model: {DEFAULT_PLACEMENT}, the LoRA on one layer's MLP that "
+        "memlaw train trains; bypass: the paper's instrument)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--target-modules", help="PEFT modules the adapter adapts, comma-separated (must be the law's; default: its)"
+    )
+    parser.add_argument(
+        "--layer", help="the adapter's layer, negative from the top, a comma list or 'all' (must be the law's)"
     )
     want = parser.add_mutually_exclusive_group()
     want.add_argument(
@@ -75,6 +101,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--track-record", help="SQLite file of verified plans (default: track-record.db in $MEMLAW_HOME)"
     )
     parser.add_argument("--out", help="also write the plan as JSON here")
+    parser.add_argument(
+        "--emit", nargs=2, metavar=("FORMAT", "DIR"),
+        help="also write the planned adapter's config into the new folder DIR: peft writes PEFT's "
+        "adapter_config.json (LoraConfig.from_pretrained(DIR) loads it) and training.json, the law's budget",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the plan as one JSON object instead of text")
     parser.add_argument("--quiet", action="store_true", help="no progress bar while verifying")
     parser.set_defaults(run=run)
@@ -85,7 +116,11 @@ def run(args: argparse.Namespace) -> int:
     if args.law:
         law, law_name = load_law(args.law), args.law
     else:
-        law, law_name = find_law(args.model or DEFAULT_MODEL)
+        law, law_name = find_law(args.model or DEFAULT_MODEL, args.placement or DEFAULT_PLACEMENT)
+    modules = None if args.target_modules is None else [m.strip() for m in args.target_modules.split(",")]
+    adapter = check_law_adapter(law, law_name, placement=args.placement, target_modules=modules, layer=args.layer)
+    if args.emit:  # checked before any work: the layers PEFT will adapt
+        emit_layers = peft_layers(law, adapter, law_name)
     args.target_loss, args.confidence = _target(law, args)
     confidence = args.confidence
     if args.data is not None:
@@ -100,11 +135,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             plan, asked = plan_length(law, args.rank, **options), "length"
         lines, record = plan.describe(asked), _record(plan, asked)
+    lines.append(f"adapter: {describe_adapter(adapter)} (what {law_name} was calibrated on)")
     model = _law_model(law)
     if model is not None:
-        total, certified = _track_record(args).summary(model)
-        record["track_record"] = {"model": model, "verified": total, "certified": certified}
-        lines.append(f"{total} verified plans on this model: {certified} certified")
+        total, certified = _track_record(args).summary(model, adapter["placement"])
+        record["track_record"] = {
+            "model": model, "placement": adapter["placement"], "verified": total, "certified": certified
+        }  # fmt: skip
+        lines.append(f"{total} verified plans on this model: {certified} certified ({adapter['placement']} adapters)")
     record.update(law=law_name, target_loss=None if confidence else args.target_loss, confidence=confidence)
     if confidence is not None:
         record["target_margin"] = margin_for(law, confidence)
@@ -113,8 +151,13 @@ def run(args: argparse.Namespace) -> int:
             f"planned to certify recall with probability {confidence:.0%}: a predicted loss reduction at least "
             f"{record['target_margin']:.3g}× what a mean loss of ln 2 needs (the law's certification model)",
         )
+    record["adapter"] = adapter
     if args.out:  # written first, so that a place that cannot be written fails with nothing printed
         write_json_atomic(args.out, record)
+    if args.emit:
+        emitted = emit_peft(law, int(record["rank"]), emit_layers, args.emit[1], record)
+        if not args.json:
+            lines.append(f"PEFT config of the planned adapter: {emitted} (LoraConfig.from_pretrained loads it)")
     print(json.dumps(record, indent=2) if args.json else "\n".join(lines))
     return 0
 
@@ -133,6 +176,11 @@ def _check_options(args: argparse.Namespace) -> None:
         raise MemlawInputError("--verify and --fields need --data FILE")
     if args.out:
         check_output_file(args.out, "--out")
+    if args.emit:
+        form, folder = args.emit
+        if form not in EMIT_FORMATS:
+            raise MemlawInputError(f"--emit {form}: unknown format (known: {', '.join(EMIT_FORMATS)})")
+        check_new_folder(folder, "--emit")
 
 
 def _target(law: MemoryLaw, args: argparse.Namespace) -> tuple[float, float | None]:
@@ -187,7 +235,7 @@ def _plan_file(law: MemoryLaw, law_name: str, args: argparse.Namespace) -> tuple
         plan.warnings = transfer + plan.warnings
         lines, record = [head, *plan.describe("rank")], {**_record(plan, "rank"), **facts}
         training = law_config(law, args.data, fields=fields, rank=int(plan.rank))
-        record["train_command"] = train_command(training)
+        record["train_command"] = train_command(training, depth=(getattr(law, "reference_", {}) or {}).get("layers"))
         lines.append(f"to train as planned: {record['train_command']}")
         if args.verify:
             note = autocast_note(law, training)
@@ -217,12 +265,14 @@ def _plan_file(law: MemoryLaw, law_name: str, args: argparse.Namespace) -> tuple
     return [head, *describe], {**plan.to_dict(), "items_held": held, **facts}
 
 
-def train_command(config) -> str:
+def train_command(config, *, depth: int | None = None) -> str:
     """The ``memlaw train`` line that trains exactly as ``config`` (a plan's verification) does:
-    every setting of the law's budget that differs from train's own defaults."""
+    every setting of the law's budget that differs from train's own defaults (layers compared
+    as indices from 0 in a ``depth``-layer model, modules in any order)."""
     from dataclasses import fields
 
     from memlaw.cli.train import TRAIN_DEFAULTS
+    from memlaw.law.library import same_setting
     from memlaw.law.points import PROVENANCE
     from memlaw.probe.config import ProbeConfig
 
@@ -230,7 +280,7 @@ def train_command(config) -> str:
     defaults = {f.name: TRAIN_DEFAULTS.get(f.name, f.default) for f in fields(ProbeConfig)}
     for name in (*PROVENANCE, "rank", "fields"):
         value = getattr(config, name)
-        if name == "data" or value == defaults[name]:
+        if name == "data" or same_setting(name, value, defaults[name], depth):
             continue
         if isinstance(value, list):
             text = ",".join(map(str, value))
@@ -240,3 +290,37 @@ def train_command(config) -> str:
             text = str(value)
         words += [f"--{name.replace('_', '-')}", shlex.quote(text)]
     return " ".join(words)
+
+
+def peft_layers(law: MemoryLaw, adapter: dict, law_name: str) -> list[int] | str:
+    """The layers (indices from 0, or "all") PEFT adapts for ``law``'s adapter, or why it cannot say."""
+    if adapter["placement"] != "peft":
+        raise MemlawInputError(f"--emit peft needs a law calibrated on PEFT LoRA; {law_name} is for the bypass")
+    layers, depth = adapter["layer"], (getattr(law, "reference_", {}) or {}).get("layers")
+    if layers is None and depth is not None:  # memlaw's default layer: about 2/3 of the depth
+        layers = round(DEFAULT_LAYER_FRACTION * depth)
+    if layers is None or (layers != "all" and any(i < 0 for i in ([layers] if isinstance(layers, int) else layers))):
+        raise MemlawInputError(
+            f"{law_name} does not record its adapter's layers as indices from 0, which PEFT needs: recalibrate it"
+        )
+    return layers if layers == "all" else [layers] if isinstance(layers, int) else list(layers)
+
+
+def emit_peft(law: MemoryLaw, rank: int, layers: list[int] | str, folder: str, plan: dict) -> str:
+    """Write PEFT's ``LoraConfig`` of ``law``'s adapter at ``rank`` on ``layers`` into ``folder``,
+    with the law's training budget and the plan beside it (training.json): the adapter the plan is
+    for, ready for PEFT, TRL or any trainer that takes a LoraConfig."""
+    from memlaw.law.points import PROVENANCE
+    from memlaw.law.verify import NOT_SETTINGS
+    from memlaw.placements.peft_lora import PeftLoraConfig, lora_config
+
+    provenance = getattr(law, "provenance_", {}) or {}
+    alpha = provenance.get("lora_alpha")
+    config = PeftLoraConfig(
+        rank, layers, plan["adapter"]["target_modules"], rank if alpha is None else alpha,
+        provenance.get("dropout") or 0.0,
+    )  # fmt: skip
+    lora_config(config).save_pretrained(folder)
+    budget = {name: provenance[name] for name in PROVENANCE if name in provenance and name not in NOT_SETTINGS}
+    write_json_atomic(f"{folder}/training.json", {"training": budget, "plan": plan})
+    return folder

@@ -33,6 +33,8 @@ class VerifiedPlan:
     steps: int
     predicted_seconds: float | None
     seconds: float
+    #: The adapter kind trained (bypass or peft): a track record is kept per model and kind.
+    placement: str = "bypass"
 
     def describe(self) -> str:
         steps = "" if self.predicted_steps is None else f"{self.predicted_steps:,.0f} → "
@@ -61,13 +63,16 @@ class TrackRecord:
                 f"INSERT INTO {TABLE} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
             )
 
-    def summary(self, model: str) -> tuple[int, int]:
-        """(plans verified on ``model``, of which certified)."""
+    def summary(self, model: str, placement: str = "bypass") -> tuple[int, int]:
+        """(plans verified on ``model``'s ``placement`` adapters, of which certified)."""
         if not self.path.is_file():
             return 0, 0
         with closing(self._connect(create=False)) as db:
+            # records from before the placement column were all bypass plans
+            kind = "COALESCE(placement, 'bypass')" if "placement" in _columns(db) else "'bypass'"
             total, certified = db.execute(
-                f"SELECT COUNT(*), COALESCE(SUM(certified), 0) FROM {TABLE} WHERE model = ?", (model,)
+                f"SELECT COUNT(*), COALESCE(SUM(certified), 0) FROM {TABLE} WHERE model = ? AND {kind} = ?",
+                (model, placement),
             ).fetchone()
         return int(total), int(certified)
 
@@ -89,4 +94,10 @@ class TrackRecord:
         if create and not tables:
             columns = ", ".join(f"{f.name} {_COLUMNS[f.type.split(' ')[0]]}" for f in fields(VerifiedPlan))
             db.execute(f"CREATE TABLE {TABLE} ({columns}, created TEXT)")
+        elif create and "placement" not in _columns(db):  # a track record from before the column
+            db.execute(f"ALTER TABLE {TABLE} ADD COLUMN placement TEXT")
         return db
+
+
+def _columns(db: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({TABLE})")}

@@ -70,5 +70,5 @@ def verify_plan(
         initial_loss=result.initial_loss, predicted_final_loss=plan.predicted_final_loss,
         final_loss=result.final_loss, certified=result.certified, exact_match=result.exact_match,
         predicted_steps=None if plan.predicted_steps is None else plan.predicted_steps[0], steps=result.steps,
-        predicted_seconds=plan.predicted_seconds, seconds=result.seconds,
+        predicted_seconds=plan.predicted_seconds, seconds=result.seconds, placement=config.placement,
     )  # fmt: skip

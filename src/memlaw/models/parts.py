@@ -32,9 +32,12 @@ def check_layer(model: PreTrainedModel, layer: int) -> int:
 
 
 def check_layer_index(layer: int, count: int) -> int:
-    if not 0 <= layer < count:
-        raise MemlawInputError(f"layer {layer} is out of range: this model has layers 0..{count - 1}")
-    return layer
+    """``layer`` as an index from 0; a negative one counts from the top, as in Python (-1: the last)."""
+    if not -count <= layer < count:
+        raise MemlawInputError(
+            f"layer {layer} is out of range: this model has layers 0..{count - 1} (or -{count}..-1 from the top)"
+        )
+    return layer % count
 
 
 def layer_mlp(model: PreTrainedModel, layer: int) -> nn.Module:

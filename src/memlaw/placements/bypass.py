@@ -75,7 +75,7 @@ class BypassAdapter(ResidualAdapter):
     def __init__(self, model: PreTrainedModel, configs: list[BypassConfig], seeds: list[int]):
         first = configs[0]
         layer = default_layer(model) if first.layer is None else check_layer(model, first.layer)
-        shared = {(layer if c.layer is None else c.layer, c.init, c.dropout) for c in configs}
+        shared = {(layer if c.layer is None else check_layer(model, c.layer), c.init, c.dropout) for c in configs}
         if len(shared) > 1:
             raise MemlawInputError(
                 "stacked bypass copies must share layer, init and dropout; only rank and seed may differ"

@@ -18,12 +18,10 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers import PreTrainedModel
 
+from memlaw.constants import MLP_MODULES
 from memlaw.errors import MemlawInputError
 from memlaw.models.parts import check_layer, default_layer
 from memlaw.placements.base import Adapter
-
-#: The MLP projections of Llama-style blocks: the closest PEFT analogue of the paper's bypass.
-DEFAULT_TARGET_MODULES = ("gate_proj", "up_proj", "down_proj")
 
 
 @dataclass
@@ -36,7 +34,7 @@ class PeftLoraConfig:
 
     rank: int
     layers: list[int] | str | None = None
-    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
+    target_modules: list[str] = field(default_factory=lambda: list(MLP_MODULES))
     lora_alpha: float | None = None
     dropout: float = 0.0
 
@@ -56,7 +54,7 @@ class PeftLoraConfig:
     ) -> PeftLoraConfig:
         """From probe settings (the bypass-only ones do not apply)."""
         layers = [layer] if isinstance(layer, int) else layer
-        return cls(rank, layers, list(target_modules or DEFAULT_TARGET_MODULES), lora_alpha, dropout)
+        return cls(rank, layers, list(target_modules or MLP_MODULES), lora_alpha, dropout)
 
     def attach(self, model: PreTrainedModel, *, seed: int = 0) -> PeftAdapter:
         return PeftAdapter(model, [self], [seed])
@@ -86,9 +84,9 @@ class PeftAdapter(Adapter):
                     torch.manual_seed(seed)
                     try:
                         if name == self.names[0]:
-                            self.peft_model = get_peft_model(model, _lora_config(config), adapter_name=name)
+                            self.peft_model = get_peft_model(model, lora_config(config), adapter_name=name)
                         else:
-                            self.peft_model.add_adapter(name, _lora_config(config))
+                            self.peft_model.add_adapter(name, lora_config(config))
                     except ValueError as err:
                         raise MemlawInputError(f"PEFT cannot place LoRA here: {str(err).splitlines()[0]}") from err
             self.peft_model.base_model.set_adapter(self.names)  # all active and trainable
@@ -177,12 +175,13 @@ def _resolved(base: PreTrainedModel, config: PeftLoraConfig) -> PeftLoraConfig:
     if layers is None:
         layers = [default_layer(base)]
     elif layers != "all":
-        layers = [check_layer(base, int(i)) for i in layers]
+        layers = sorted({check_layer(base, int(i)) for i in layers})
     alpha = config.rank if config.lora_alpha is None else config.lora_alpha
     return PeftLoraConfig(config.rank, layers, sorted(config.target_modules), alpha, config.dropout)
 
 
-def _lora_config(config: PeftLoraConfig) -> LoraConfig:
+def lora_config(config: PeftLoraConfig) -> LoraConfig:
+    """PEFT's ``LoraConfig`` for a resolved ``config`` (explicit layers and alpha)."""
     return LoraConfig(
         r=config.rank,
         lora_alpha=config.lora_alpha,

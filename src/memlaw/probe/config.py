@@ -78,7 +78,8 @@ class ProbeConfig:
     rank: int = setting(8, help="adapter rank r", column=True, stacks=True)
     layer: int | list[int] | str | None = setting(
         None,
-        help="layer index (default: about 2/3 of the depth); PEFT also takes a comma list or 'all'",
+        help="layer index, negative from the top (probes default to about 2/3 of the depth); PEFT also takes a "
+        "comma list or 'all'",
         column=True, provenance=True,
     )  # fmt: skip
     init: str = setting(
