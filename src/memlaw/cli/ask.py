@@ -23,9 +23,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from memlaw.cli.common import quiet_libraries
+
+    quiet_libraries(quiet=True)  # first: tqdm reads its settings when first imported; only the answer is printed
     import torch
 
-    from memlaw.cli.common import quiet_libraries
     from memlaw.data.encoding import encode_items
     from memlaw.data.items import MemoryItem
     from memlaw.models.loading import load_model
@@ -45,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
         config = ProbeConfig(**{f.name: saved[f.name] for f in fields(ProbeConfig) if f.name in saved})
     except (ValueError, TypeError) as err:  # JSON errors and undecodable bytes are ValueErrors
         raise MemlawInputError(f"{settings_file} is damaged ({type(err).__name__}: {err})") from err
-    quiet_libraries()
     loaded = load_model(config.model, gguf_file=config.gguf_file, dtype=config.dtype, device=config.device)
     load_adapter(loaded.model, args.adapter)
     (item,) = encode_items(

@@ -10,6 +10,7 @@ import argparse
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 from memlaw.config import build_config, read_yaml
@@ -28,6 +29,10 @@ def quiet_libraries(*, quiet: bool = False) -> None:
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    # PEFT asks transformers a deprecated question, and looks for a config.json that a GGUF
+    # model's folder does not have: neither concerns the user
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="Could not find a config file in", category=UserWarning)
 
 
 def config_from_args(args: argparse.Namespace, defaults: dict | None = None) -> ProbeConfig:
