@@ -319,17 +319,23 @@ def test_set_fixes_a_setting_on_top_of_the_config(tiny_dir, tmp_path, cli):
         assert not (tmp_path / "x.db").exists()
 
 
-def test_ctrl_c_mid_sweep_exits_130_keeps_finished_cells_and_says_how_to_resume(tiny_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("stop", "status", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],  # Ctrl-C; docker stop, Slurm
+)
+def test_ctrl_c_or_sigterm_mid_sweep_keeps_finished_cells_and_says_how_to_resume(
+    tiny_dir, tmp_path, stop, status, word
+):
     config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"data_seed": [1, 2, 3, 4, 5, 6]}, length=64, epochs=40)
     db = tmp_path / "r.db"
     command = [sys.executable, "-m", "memlaw.cli.main", "sweep", str(config), "--store", str(db), "--quiet"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_cells(db, 2)
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == status, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "interrupted" in lines[0] and "run the same command again to resume" in lines[0]
+    assert len(lines) == 1 and word in lines[0] and "run the same command again to resume" in lines[0]
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     store = ResultsStore(db)

@@ -19,7 +19,7 @@ import time
 from importlib import resources
 
 from memlaw.cli.common import check_output_file, positive_number, quiet_libraries
-from memlaw.cli.sweep import interrupted, parse_overrides
+from memlaw.cli.sweep import interrupted, parse_overrides, stop_on_sigterm
 from memlaw.constants import DEFAULT_MODEL, LAYERS_FROM_TOP
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_json_atomic
@@ -100,15 +100,15 @@ def run(args: argparse.Namespace) -> int:
     law_name = law_file_name(args.model, args.placement)
     store_path = str(args.store or memlaw_home() / "calibration" / law_name.replace(".json", ".db"))
     deadline = time.monotonic() + 60 * args.budget_minutes
-    with ResultsStore(store_path) as store:
+    with ResultsStore(store_path) as store, stop_on_sigterm():
         for number, group in enumerate(groups, start=1):
             if time.monotonic() > deadline:
                 print(f"time budget spent after {number - 1} of {len(groups)} groups: run again to continue")
                 break
             try:
                 report = run_sweep(group, store, progress=not args.quiet)
-            except KeyboardInterrupt:
-                return interrupted("calibrate", store)
+            except KeyboardInterrupt as stop:
+                return interrupted("calibrate", store, stop)
             done = f"{report.done} done, {report.skipped} stored before, {report.failed} failed"
             print(f"group {number}/{len(groups)}: {done}")
         finished = len(store.rows({"status": "done"}))

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -17,8 +20,9 @@ from memlaw.sweep.grid import MAX_CELLS, load_sweep
 from memlaw.sweep.store import ADDED_COLUMNS, COLUMNS, SETTING_COLUMNS, ResultsStore
 
 DEFAULT_STORE = "memlaw-results.db"
-#: Exit status after Ctrl-C, as shells report a process ended by SIGINT (128 + 2).
+#: Exit status after Ctrl-C, as shells report a process ended by SIGINT (128 + 2), and SIGTERM.
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 #: Columns `memlaw results` prints (the CSV export has them all).
 SHOWN = ("status", "rank", "length", "ratio", "method", "seed", "delta_loss", "final_loss", "certified", "exact_match")
 
@@ -69,7 +73,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if args.workers < 1:  # before the store exists: a refused sweep leaves nothing behind
         raise MemlawInputError(f"--workers must be at least 1, got {args.workers}")
     sweep = load_sweep(args.config, parse_overrides(args.overrides), max_cells=args.max_cells)
-    with ResultsStore(args.store) as store:
+    with ResultsStore(args.store) as store, stop_on_sigterm():
         try:
             report = run_sweep(
                 sweep,
@@ -80,8 +84,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
                 retry_failed=args.retry_failed,
                 progress=not args.quiet,
             )
-        except KeyboardInterrupt:
-            return interrupted("sweep", store)
+        except KeyboardInterrupt as stop:
+            return interrupted("sweep", store, stop)
     elsewhere = f", {report.elsewhere} by another driver" if report.elsewhere else ""
     print(
         f"{report.total} cells: {report.skipped} already stored, {report.done} done, {report.failed} failed"
@@ -90,16 +94,36 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def interrupted(command: str, store: ResultsStore) -> int:
-    """Ctrl-C during a sweep: say what is kept and how to resume, and exit as SIGINT does."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (docker stop, a batch scheduler, timeout), raised where Ctrl-C would be."""
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """While open, SIGTERM stops a sweep as Ctrl-C does: workers stopped, leases released, the
+    store consistent, and one line on how to resume."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted(command: str, store: ResultsStore, stop: KeyboardInterrupt) -> int:
+    """Ctrl-C or SIGTERM during a sweep: say what is kept and how to resume, and exit as the
+    signal does (128 + its number)."""
     # a cell is stored in one transaction once it is finished, so the one in flight is simply not there
     stored = len(store.rows({"status": "done"}))
     print(
-        f"memlaw {command}: interrupted; {store.path} keeps the {stored} finished cells (the cell in flight was "
-        "not stored): run the same command again to resume",
+        f"memlaw {command}: {'terminated' if isinstance(stop, Terminated) else 'interrupted'}; {store.path} keeps "
+        f"the {stored} finished cells (the cell in flight was not stored): run the same command again to resume",
         file=sys.stderr,
     )
-    return EXIT_INTERRUPTED
+    return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
 
 
 def run_results_command(args: argparse.Namespace) -> int:
