@@ -58,7 +58,7 @@ def check_output_file(path: str, flag: str, *, folder: bool = False) -> None:
     target = Path(path)
     if target.is_dir() and not folder:
         raise MemlawInputError(f"{flag} {target} is a folder: give a file name")
-    parent = next((folder for folder in (target.parent, *target.parent.parents) if folder.exists()), Path("."))
+    parent = next((place for place in (target.parent, *target.parent.parents) if place.exists()), Path("."))
     # a file made and removed at once: permission bits do not tell (root, read-only or virtual file systems)
     try:
         descriptor, probe = tempfile.mkstemp(dir=parent, prefix=".memlaw-check-")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+from pathlib import Path
 
 from memlaw.cli.common import (
     check_new_folder,
@@ -26,9 +27,17 @@ from memlaw.cli.common import (
 )
 from memlaw.constants import CERTIFY_LOSS, DEFAULT_LAYER_FRACTION, DEFAULT_MODEL
 from memlaw.errors import MemlawInputError
-from memlaw.io import write_json_atomic
+from memlaw.io import write_dir_atomic, write_json_atomic
 from memlaw.law.fit import MemoryLaw
-from memlaw.law.library import check_law_adapter, describe_adapter, find_law, load_law, memlaw_home
+from memlaw.law.library import (
+    check_law_adapter,
+    describe_adapter,
+    find_law,
+    law_depth,
+    layer_list,
+    load_law,
+    memlaw_home,
+)
 from memlaw.law.plan import Plan, content_warning, margin_for, plan_items, plan_length, plan_rank
 from memlaw.law.track import TrackRecord
 
@@ -235,7 +244,7 @@ def _plan_file(law: MemoryLaw, law_name: str, args: argparse.Namespace) -> tuple
         plan.warnings = transfer + plan.warnings
         lines, record = [head, *plan.describe("rank")], {**_record(plan, "rank"), **facts}
         training = law_config(law, args.data, fields=fields, rank=int(plan.rank))
-        record["train_command"] = train_command(training, depth=(getattr(law, "reference_", {}) or {}).get("layers"))
+        record["train_command"] = train_command(training, depth=law_depth(law))
         lines.append(f"to train as planned: {record['train_command']}")
         if args.verify:
             note = autocast_note(law, training)
@@ -296,14 +305,16 @@ def peft_layers(law: MemoryLaw, adapter: dict, law_name: str) -> list[int] | str
     """The layers (indices from 0, or "all") PEFT adapts for ``law``'s adapter, or why it cannot say."""
     if adapter["placement"] != "peft":
         raise MemlawInputError(f"--emit peft needs a law calibrated on PEFT LoRA; {law_name} is for the bypass")
-    layers, depth = adapter["layer"], (getattr(law, "reference_", {}) or {}).get("layers")
+    layers, depth = adapter["layer"], law_depth(law)
     if layers is None and depth is not None:  # memlaw's default layer: about 2/3 of the depth
         layers = round(DEFAULT_LAYER_FRACTION * depth)
-    if layers is None or (layers != "all" and any(i < 0 for i in ([layers] if isinstance(layers, int) else layers))):
+    if layers == "all":
+        return layers
+    if layers is None or any(i < 0 for i in layer_list(layers)):
         raise MemlawInputError(
             f"{law_name} does not record its adapter's layers as indices from 0, which PEFT needs: recalibrate it"
         )
-    return layers if layers == "all" else [layers] if isinstance(layers, int) else list(layers)
+    return layer_list(layers)
 
 
 def emit_peft(law: MemoryLaw, rank: int, layers: list[int] | str, folder: str, plan: dict) -> str:
@@ -320,7 +331,11 @@ def emit_peft(law: MemoryLaw, rank: int, layers: list[int] | str, folder: str, p
         rank, layers, plan["adapter"]["target_modules"], rank if alpha is None else alpha,
         provenance.get("dropout") or 0.0,
     )  # fmt: skip
-    lora_config(config).save_pretrained(folder)
     budget = {name: provenance[name] for name in PROVENANCE if name in provenance and name not in NOT_SETTINGS}
-    write_json_atomic(f"{folder}/training.json", {"training": budget, "plan": plan})
+
+    def fill(staging: Path) -> None:
+        lora_config(config).save_pretrained(str(staging))
+        write_json_atomic(staging / "training.json", {"training": budget, "plan": plan})
+
+    write_dir_atomic(folder, fill)  # the whole folder or nothing
     return folder

@@ -80,7 +80,7 @@ def law_adapter(law: MemoryLaw) -> dict:
     modules = provenance.get("target_modules") or (list(MLP_MODULES) if placement == "peft" else None)
     return {
         "placement": placement,
-        "layer": _layers(provenance.get("layer"), (getattr(law, "reference_", {}) or {}).get("layers")),
+        "layer": _layers(provenance.get("layer"), law_depth(law)),
         "target_modules": None if modules is None else sorted(modules),
     }
 
@@ -107,7 +107,7 @@ def check_law_adapter(
     """``law``'s adapter, after checking it is the one the user names: a law holds only for the
     adapter it was calibrated on, so a plan for another is refused with how to calibrate one."""
     adapter = law_adapter(law)
-    depth = (getattr(law, "reference_", {}) or {}).get("layers")
+    depth = law_depth(law)
     placement = placement or adapter["placement"]
     if placement == "bypass" and target_modules is not None:
         raise MemlawInputError("--target-modules names PEFT modules: the bypass has none (drop it or use peft)")
@@ -117,7 +117,7 @@ def check_law_adapter(
     asked_layer = adapter["layer"]
     if layer is not None:
         asked_layer = _parse_layer(layer)
-        indices = [] if asked_layer == "all" else _as_list(asked_layer)
+        indices = [] if asked_layer == "all" else layer_list(asked_layer)
         if depth is None and any(i < 0 for i in indices):
             raise MemlawInputError(f"--layer {layer}: {where} does not record the model's depth: count from 0")
         if depth is not None and not all(-depth <= i < depth for i in indices):
@@ -143,8 +143,14 @@ def check_law_adapter(
     return adapter
 
 
-def _as_list(layer) -> list[int]:
+def layer_list(layer) -> list[int]:
+    """A layer setting that is one index or several, as a list."""
     return [layer] if isinstance(layer, int) else list(layer)
+
+
+def law_depth(law: MemoryLaw) -> int | None:
+    """The layer count of the law's model, where calibrate recorded it."""
+    return (getattr(law, "reference_", {}) or {}).get("layers")
 
 
 def _parse_layer(text: str) -> int | list[int] | str:
@@ -163,7 +169,7 @@ def _layers(layer, depth: int | None):
     the top of a ``depth``-layer model; a lone layer as an int."""
     if layer is None or layer == "all":
         return layer
-    layers = _as_list(layer)
+    layers = layer_list(layer)
     if depth is not None:
         layers = [index % depth if -depth <= index < 0 else index for index in layers]
     layers = sorted(set(layers))
