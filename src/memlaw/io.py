@@ -13,6 +13,13 @@ from typing import Any
 from memlaw.errors import MemlawInputError
 
 
+def whole(value: float) -> float | int:
+    """``value`` as an int when it is a whole number: counts (ranks, tokens, steps, parameters)
+    are written to JSON and CSV as integers, which other tools and ``--rank`` accept."""
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
+
 def check_input_file(path: str | Path, missing: str) -> Path:
     """``path`` if it is a file; else one clear error (``missing`` says what to give when absent)."""
     source = Path(path)

@@ -95,7 +95,10 @@ def test_plan_rank_and_length_from_a_saved_law(law_file, cli, tmp_path):
     )
     assert code == 0, err
     plan = json.loads((tmp_path / "p.json").read_text())
-    assert out.startswith(f"rank {plan['rank']:g} holds 300 tokens") and "95% CI of the rank" in out
+    assert out.startswith(f"rank {plan['rank']} holds 300 tokens") and "95% CI of the rank" in out
+    # counts are JSON integers: the rank passes straight on to memlaw train --rank
+    assert all(type(plan[key]) is int for key in ("rank", "length", "trainable_params"))
+    assert plan["predicted_steps"] is None or all(type(steps) is int for steps in plan["predicted_steps"])
     assert plan["predicted_final_loss"] < 0.6932 and "stopping rule" in plan["caveat"]
     code, out, err = cli("plan", "--law", str(law_file), "--rank", "4", "--initial-loss", "6")
     assert code == 0 and out.startswith("rank 4 holds about") and "trainable parameters" in out

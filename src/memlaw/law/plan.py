@@ -16,6 +16,7 @@ import numpy as np
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.errors import MemlawInputError
+from memlaw.io import whole
 from memlaw.law.certify import MIN_NEED, certify_probability, margin_for_confidence
 from memlaw.law.cost import predict_seconds, predict_steps
 from memlaw.law.fit import MemoryLaw
@@ -49,6 +50,13 @@ class Plan:
     host: str | None = None
     #: Probability that training at this rank certifies recall (the law's certification model).
     certify_probability: float | None = None
+
+    def __post_init__(self) -> None:
+        # counts stay integers wherever they are whole, so JSON says "rank": 2 and a plan's rank
+        # passes straight to ``memlaw train --rank``
+        self.rank, self.length = whole(self.rank), whole(self.length)
+        if self.trainable_params is not None:
+            self.trainable_params = whole(self.trainable_params)
 
     @property
     def stored_bits(self) -> float:
@@ -315,7 +323,9 @@ def _add_cost(plan: Plan, law: MemoryLaw) -> None:
     if model is None:
         plan.steps_to = None
         return
-    plan.predicted_steps = predict_steps(model, plan.rank, plan.length)
+    plan.predicted_steps = tuple(
+        whole(round(s)) if math.isfinite(s) else s for s in predict_steps(model, plan.rank, plan.length)
+    )
     if cost.get("seconds_per_step"):
         plan.predicted_seconds = predict_seconds(cost["seconds_per_step"], plan.length, plan.predicted_steps[0])
         plan.host = ", ".join(cost.get("hosts") or []) or None

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from memlaw.errors import MemlawInputError
-from memlaw.io import write_dir_atomic
+from memlaw.io import whole, write_dir_atomic
 from memlaw.law.fit import MemoryLaw
 from memlaw.law.plan import plan_rank
 from memlaw.law.points import LawPoints
@@ -58,10 +58,11 @@ def _rows(law: MemoryLaw, points: LawPoints) -> list[dict]:
     rows = []
     for i in range(len(points.rank)):
         rows.append({
-            "rank": float(points.rank[i]), "length": float(points.length[i]), "ratio": optional(points.ratio, i),
+            "rank": whole(points.rank[i]), "length": whole(points.length[i]), "ratio": optional(points.ratio, i),
             "initial_loss": optional(points.initial_loss, i), "final_loss": optional(points.final_loss, i),
             "delta_loss": float(points.delta_loss[i]), "predicted_delta_loss": float(predicted[i]),
-            "excluded": bool(excluded[i]), "trainable_params": optional(points.params, i),
+            "excluded": bool(excluded[i]),
+            "trainable_params": None if points.params is None else whole(points.params[i]),
             "stored_bits": float(stored_bits[i]), "bits_per_param": optional(efficiency, i),
             "exact_match": optional(points.exact_match, i), "certified": optional(points.certified, i),
         })  # fmt: skip
