@@ -10,7 +10,7 @@ from memlaw.models.loading import bf16_autocast_available
 from memlaw.placements import BypassConfig
 from memlaw.probe import ProbeConfig, run_probe, run_probes
 from memlaw.training import SFT, TrainConfig, train_adapter
-from memlaw.training.trainer import loss_slope
+from memlaw.training.trainer import Plateau, loss_slope
 
 
 def random_tokens(tokenizer, length, seed=0):
@@ -33,6 +33,45 @@ def test_converged_stops_on_a_plateau_of_the_last_learning_rate(tokenizer):
     assert curve[-1] < curve[0] - 1.0, "it learned before it stopped"
     # the rule: the last 20 steps did not beat the best loss before them by 0.01 nats
     assert min(curve[-20:]) > min(curve[:-20]) - 0.01
+
+
+def plateau_schedule(plateau_steps=5, plateau_tol=0.01):
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.03)
+    return optimizer, Plateau(
+        optimizer, TrainConfig(until="converged", plateau_steps=plateau_steps, plateau_tol=plateau_tol), 1
+    )
+
+
+def test_a_flat_mean_loss_does_not_stop_stubborn_tokens_that_still_climb():
+    # the case of a file nearly memorised: the mean loss is flat at 0.05 nats, three tokens are
+    # still at p < 0.5 (0.45 nats above ln 2 in all) and climb by 0.05 nats an epoch
+    optimizer, plateau = plateau_schedule()
+    excess = [0.45 - 0.05 * epoch for epoch in range(9)]
+    assert not any(plateau.end_epoch(0.05, e, 3) for e in excess)
+    assert optimizer.param_groups[0]["lr"] == 0.03 and plateau.last_improved == "stubborn excess"
+    # the mean rule alone would have cut the rate after 5 epochs; a plateau of both measures does
+    for _ in range(5):
+        plateau.end_epoch(0.05, excess[-1], 3)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.003)
+
+
+def test_a_stubborn_token_that_stalls_is_a_plateau_and_then_convergence():
+    # one token 0.3 nats above ln 2 moving by 0.0005 an epoch: 0.0025 per plateau window of 5
+    # epochs, less than the tolerance of 0.01 per stubborn token
+    optimizer, plateau = plateau_schedule()
+    ends = [plateau.end_epoch(0.05, 0.3 - 0.0005 * epoch, 1) for epoch in range(16)]
+    assert ends == [False] * 15 + [True]  # two cuts after 5 and 10 epochs, converged at 15
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0003)
+
+
+def test_while_every_token_is_stubborn_the_rule_is_the_mean_rule():
+    # all 10 tokens above ln 2: the excess is 10 × (mean − ln 2), its tolerance 10 × plateau_tol,
+    # so an epoch that lowers the mean by more than 0.01 is progress and one that lowers it by less is not
+    for fall, rate in ((0.011, 0.03), (0.009, 0.003)):
+        optimizer, plateau = plateau_schedule(plateau_steps=1)
+        for mean in (3.0, 3.0 - fall):
+            plateau.end_epoch(mean, 10 * (mean - 0.6931471805599453), 10)
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(rate)
 
 
 def test_a_budget_that_ends_while_the_loss_falls_is_budget_limited(tokenizer):

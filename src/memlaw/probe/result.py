@@ -55,6 +55,10 @@ class ProbeResult:
     memlaw_version: str
     #: Adapters trained together in this probe's pass (1: alone), as ``run_probes`` chose.
     stacked_copies: int = 1
+    #: For a plateau: the measure still improving last, "stubborn excess" or "mean loss".
+    plateau_measure: str | None = None
+    #: Slope of the stubborn excess (nats summed over tokens at p <= 0.5) at the end, per step.
+    excess_slope: float = 0.0
     schema_version: int = SCHEMA_VERSION
     adapter: Adapter | None = field(default=None, repr=False, compare=False)
 
@@ -84,8 +88,13 @@ class ProbeResult:
             "budget": "the end of its budget", "certified": "certification", "converged": "a plateau of the loss",
             "max_steps": "the cap on steps",
         }[self.stop_reason]  # fmt: skip
-        falling = "; the loss was still falling: budget-limited" if self.budget_limited else ""
-        lines.append(f"training ended at {ended} (loss slope {self.loss_slope:.2g} nats/step{falling})")
+        if self.plateau_measure is not None:
+            ended += f" ({self.plateau_measure})"
+        falling = "; still improving: budget-limited" if self.budget_limited else ""
+        lines.append(
+            f"training ended at {ended} (loss slope {self.loss_slope:.2g}, stubborn excess slope "
+            f"{self.excess_slope:.2g} nats/step{falling})"
+        )
         if self.certified:
             lines.append(f"certified: every token has p > 0.5 (first certified at step {self.certified_step})")
         else:
@@ -139,6 +148,8 @@ def build_result(
         seconds=seconds,
         memlaw_version=__version__,
         stacked_copies=stacked_copies,
+        plateau_measure=log.plateau_measure,
+        excess_slope=log.excess_slope,
         adapter=adapter,
     )
 

@@ -43,10 +43,11 @@ COLUMNS = (
 #: Probe settings copied into columns too, so that results can be filtered by them.
 SETTING_COLUMNS = settings_where(ProbeConfig, column=True)
 #: Columns added after the first store schema (NULL in older rows): how a cell ran, and how its
-#: training ended (``stop_reason``, ``budget_limited``, ``loss_slope``).
+#: training ended (``stop_reason``, ``budget_limited``, ``loss_slope``, ``plateau_measure``,
+#: ``excess_slope``).
 ADDED_COLUMNS = {
     "worker": "TEXT", "stacked_copies": "INTEGER", "stop_reason": "TEXT", "budget_limited": "INTEGER",
-    "loss_slope": "REAL",
+    "loss_slope": "REAL", "plateau_measure": "TEXT", "excess_slope": "REAL",
 }  # fmt: skip
 
 

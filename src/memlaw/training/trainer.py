@@ -6,12 +6,12 @@ Each phase runs under a ``torch.profiler.record_function`` label (``memlaw.forwa
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.profiler import record_function
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -83,8 +83,15 @@ class TrainLog:
     #: Least-squares slope of the loss over the last plateau_steps steps, in nats per step at the
     #: full learning rate (divided by the mean share of it in force then).
     loss_slope: float
-    #: Stopped by the budget or the cap while the loss still fell by more than plateau_tol per plateau_steps.
+    #: Stopped by the budget or the cap while either plateau measure was still improving by more
+    #: than its tolerance per plateau_steps (``Plateau``).
     budget_limited: bool
+    #: The measure whose plateau ended training (the last one still improving): "stubborn excess"
+    #: or "mean loss"; None for training that did not end on a plateau.
+    plateau_measure: str | None = None
+    #: Least-squares slope of the stubborn excess (nats summed over the tokens at p <= 0.5) over
+    #: the epochs of the last plateau_steps steps, per step at the full learning rate.
+    excess_slope: float = 0.0
 
 
 def train_adapter(
@@ -151,6 +158,8 @@ def train_copies(
 
     curves: list[list[float]] = [[] for _ in range(copies)]
     rates: list[list[float]] = [[] for _ in range(copies)]  # learning rate in force at each step
+    # the stubborn measure at the end of each epoch: (steps so far, excess, stubborn tokens, learning rate)
+    excess_curves: list[list[tuple[int, float, int, float]]] = [[] for _ in range(copies)]
     certified: list[int | None] = [None] * copies
     reasons: list[str | None] = [None] * copies  # set when a copy stops before the end
     step, epoch = 0, 0
@@ -159,6 +168,7 @@ def train_copies(
         adapter.train(True)
         below = [True] * copies  # every batch of this epoch under the threshold, per copy
         epoch_losses: list[list[float]] = [[] for _ in range(copies)]
+        epoch_excess, epoch_stubborn = [0.0] * copies, [0] * copies
         epoch_orders = (
             objective.epoch_items(epoch, len(data.items), config.batch_size, g, copy=j) for j, g in enumerate(orders)
         )
@@ -179,7 +189,8 @@ def train_copies(
             with record_function("memlaw.objective"):
                 weights = objective.weights(tokens).detach()
                 loss = copy_losses(tokens.losses, weights, tokens.copy, copies).sum()
-                worst, mean, weighted = copy_stats(tokens.losses.detach(), tokens.copy, copies, weights)  # one sync
+                stats = copy_stats(tokens.losses.detach(), tokens.copy, copies, weights)  # one sync
+                worst, mean, weighted = stats.worst, stats.mean, stats.weighted
             for j in active:
                 below[j] = below[j] and worst[j] < CERTIFY_LOSS
                 if forward_is_check and certified[j] is None and worst[j] < CERTIFY_LOSS:
@@ -189,6 +200,8 @@ def train_copies(
                 if reasons[j] is None:
                     curves[j].append(mean[j])
                     epoch_losses[j].append(mean[j])
+                    epoch_excess[j] += stats.excess[j]
+                    epoch_stubborn[j] += stats.stubborn[j]
                     rates[j].append(schedules[j].lr)
             if all(reasons):
                 break
@@ -215,8 +228,10 @@ def train_copies(
         epoch += 1
         adapter.train(False)
         for j, losses in enumerate(epoch_losses):
-            if reasons[j] is None and losses and schedules[j].end_epoch(sum(losses) / len(losses)):
-                reasons[j] = "converged"
+            if reasons[j] is None and losses:
+                excess_curves[j].append((step, epoch_excess[j], epoch_stubborn[j], schedules[j].lr))
+                if schedules[j].end_epoch(sum(losses) / len(losses), epoch_excess[j], epoch_stubborn[j]):
+                    reasons[j] = "converged"
         due = config.check_every and (epoch % config.check_every == 0 or step >= total)
         pending = [j for j in range(copies) if certified[j] is None and below[j] and reasons[j] is None]
         if due and pending and not forward_is_check:
@@ -235,31 +250,33 @@ def train_copies(
     logs = []
     for j in range(copies):
         slope = loss_slope(curves[j], rates[j], config.plateau_steps, config.lr)
+        excess_slope, stubborn = stubborn_slope(excess_curves[j], len(curves[j]), config)
         reason = reasons[j] or end
-        limited = reason == end and -slope * config.plateau_steps > config.plateau_tol
-        logs.append(TrainLog(len(curves[j]), curves[j], certified[j], len(curves[j]) < total, reason, slope, limited))
+        # still learning at the end: either measure was improving by more than its plateau tolerance
+        limited = reason == end and (
+            -slope * config.plateau_steps > config.plateau_tol
+            or -excess_slope * config.plateau_steps > config.plateau_tol * max(1, stubborn)
+        )
+        measure = schedules[j].plateau.last_improved if reason == "converged" and schedules[j].plateau else None
+        logs.append(
+            TrainLog(
+                len(curves[j]), curves[j], certified[j], len(curves[j]) < total, reason, slope, limited,
+                measure, excess_slope,
+            )
+        )  # fmt: skip
     return logs
 
 
 class CopySchedule:
-    """One copy's AdamW and learning-rate schedule: linear decay over the budget, or the
-    reduce-on-plateau schedule of ``until="converged"``, which also says when it has converged."""
+    """One copy's AdamW and learning-rate schedule: linear decay over the budget, or the plateau
+    schedule of ``until="converged"`` (``Plateau``), which also says when it has converged."""
 
     def __init__(self, params: list[torch.nn.Parameter], config: TrainConfig, total: int, num_items: int):
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        self.plateau: ReduceLROnPlateau | None = None
+        self.plateau: Plateau | None = None
         self.linear = None
         if config.until == "converged":
-            # the loss is judged once an epoch, on its mean: patience in epochs covers plateau_steps
-            epoch_steps = -(-num_items // config.batch_size)
-            self.plateau = ReduceLROnPlateau(
-                self.optimizer,
-                factor=PLATEAU_FACTOR,
-                patience=max(1, -(-config.plateau_steps // epoch_steps)) - 1,
-                threshold=config.plateau_tol,
-                threshold_mode="abs",
-                min_lr=config.lr * PLATEAU_FACTOR**PLATEAU_CUTS,
-            )
+            self.plateau = Plateau(self.optimizer, config, num_items)
         else:
             self.linear = get_linear_schedule_with_warmup(self.optimizer, num_warmup_steps=0, num_training_steps=total)
 
@@ -272,35 +289,101 @@ class CopySchedule:
         if self.linear is not None:
             self.linear.step()
 
-    def end_epoch(self, mean_loss: float) -> bool:
-        """Feed the plateau schedule an epoch's mean loss; True once the last rate has plateaued."""
-        if self.plateau is None:
+    def end_epoch(self, mean_loss: float, excess: float, stubborn: int) -> bool:
+        """Feed the plateau schedule an epoch's measures; True once the last rate has plateaued."""
+        return self.plateau is not None and self.plateau.end_epoch(mean_loss, excess, stubborn)
+
+
+class Plateau:
+    """Constant rate, cut tenfold at each plateau (at most ``PLATEAU_CUTS`` times); a plateau at the
+    last rate is convergence. An epoch improves when either measure beats its best so far:
+
+    - the mean answer-token loss, by ``plateau_tol`` nats;
+    - the *stubborn excess*, the loss above ln 2 summed over the tokens still at p <= 0.5, by
+      ``plateau_tol`` nats per stubborn token (counted at its best). While every token is stubborn
+      this is the mean rule; once few are left it watches them alone, whose climb toward p = 0.5
+      hardly moves the mean.
+
+    A plateau is ``plateau_steps`` steps (whole epochs) without improvement."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, config: TrainConfig, num_items: int):
+        self.optimizer, self.tol = optimizer, config.plateau_tol
+        epoch_steps = -(-num_items // config.batch_size)
+        self.patience = max(1, -(-config.plateau_steps // epoch_steps))  # epochs
+        self.best_mean = self.best_excess = math.inf
+        self.best_stubborn, self.bad, self.cuts = 0, 0, 0
+        self.last_improved: str | None = None
+
+    def end_epoch(self, mean_loss: float, excess: float, stubborn: int) -> bool:
+        improved = False
+        if mean_loss < self.best_mean - self.tol:
+            self.best_mean, improved, self.last_improved = mean_loss, True, "mean loss"
+        if excess < self.best_excess - self.tol * max(1, self.best_stubborn):
+            self.best_excess, self.best_stubborn = excess, stubborn
+            improved, self.last_improved = True, "stubborn excess"
+        self.bad = 0 if improved else self.bad + 1
+        if self.bad < self.patience:
             return False
-        floor = self.plateau.min_lrs[0] * (1 + 1e-6)  # the cuts land on the floor up to rounding
-        at_floor, best, bad = self.lr <= floor, self.plateau.best, self.plateau.num_bad_epochs
-        self.plateau.step(mean_loss)
-        return at_floor and self.plateau.best == best and bad + 1 > self.plateau.patience
+        if self.cuts == PLATEAU_CUTS:
+            return True
+        self.cuts, self.bad = self.cuts + 1, 0
+        for group in self.optimizer.param_groups:
+            group["lr"] *= PLATEAU_FACTOR
+        return False
 
 
 def loss_slope(curve: list[float], rates: list[float], window: int, lr: float) -> float:
     """Least-squares slope of the last ``window`` losses in nats per step, divided by the mean
     share of the full learning rate in force then: under a decaying schedule a loss that barely
     moves because the rate is near zero is not a converged loss."""
-    tail, tail_rates = curve[-window:], rates[-window:]
-    if len(tail) < 2:
+    return _rate_slope(np.arange(len(curve[-window:])), curve[-window:], rates[-window:], lr)
+
+
+def stubborn_slope(curve: list[tuple[int, float, int, float]], steps: int, config: TrainConfig) -> tuple[float, int]:
+    """Slope of the stubborn excess over the epochs that ended in the last ``plateau_steps``
+    steps (as ``loss_slope``), and the stubborn tokens of the last epoch."""
+    recent = [point for point in curve if point[0] > steps - config.plateau_steps]
+    if not curve:
+        return 0.0, 0
+    at, excess, _, rates = zip(*recent, strict=True) if recent else ((), (), (), ())
+    return _rate_slope(np.array(at, dtype=float), list(excess), list(rates), config.lr), curve[-1][2]
+
+
+def _rate_slope(x: np.ndarray, values: list[float], rates: list[float], lr: float) -> float:
+    if len(values) < 2:
         return 0.0
-    slope = float(np.polyfit(np.arange(len(tail)), tail, 1)[0])
-    share = sum(tail_rates) / len(tail_rates) / lr
+    slope = float(np.polyfit(x, values, 1)[0])
+    share = sum(rates) / len(rates) / lr
     return slope / share if share > 0 else slope
 
 
-def copy_stats(
-    losses: torch.Tensor, copy: torch.Tensor, copies: int, weights: torch.Tensor
-) -> tuple[list[float], list[float], list[float]]:
-    """Largest and mean token loss of each copy, and the sum of its objective weights."""
+@dataclass
+class CopyStats:
+    """Per copy, of one batch: largest and mean token loss, the sum of its objective weights, and
+    its stubborn tokens (p <= 0.5) with their loss above ln 2 summed (the stubborn excess)."""
+
+    worst: list[float]
+    mean: list[float]
+    weighted: list[float]
+    excess: list[float]
+    stubborn: list[int]
+
+
+def copy_stats(losses: torch.Tensor, copy: torch.Tensor, copies: int, weights: torch.Tensor) -> CopyStats:
+    def per_copy(values: torch.Tensor) -> torch.Tensor:
+        return losses.new_zeros(copies).index_add(0, copy, values)
+
     worst = losses.new_full((copies,), float("-inf")).scatter_reduce(0, copy, losses, reduce="amax")
-    total = losses.new_zeros(copies).index_add(0, copy, losses)
-    count = losses.new_zeros(copies).index_add(0, copy, torch.ones_like(losses))
-    weighted = losses.new_zeros(copies).index_add(0, copy, weights)
-    worst_list, mean_list, weighted_list = torch.stack([worst, total / count, weighted]).tolist()
-    return worst_list, mean_list, weighted_list
+    count = per_copy(torch.ones_like(losses))
+    above = losses - CERTIFY_LOSS
+    stubborn = above >= 0  # p <= 0.5
+    stacked = torch.stack(
+        [
+            worst,
+            per_copy(losses) / count,
+            per_copy(weights),
+            per_copy(above * stubborn),
+            per_copy(stubborn.to(losses.dtype)),
+        ]
+    ).tolist()  # one sync
+    return CopyStats(*stacked[:4], [int(n) for n in stacked[4]])
