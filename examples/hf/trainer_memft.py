@@ -18,19 +18,14 @@ from peft import LoraConfig, get_peft_model
 from transformers import TrainingArguments
 
 from memlaw.data import phonebook_items
-from memlaw.hf import MemFTCallback, MemFTLoss, MemFTTrainer
+from memlaw.hf import MemFTCallback, MemFTLoss, MemFTTrainer, supervised_rows
 from memlaw.models import load_model
 
 
 def examples(tokenizer, count: int) -> list[dict[str, torch.Tensor]]:
-    """Prompt tokens unsupervised (-100), the number supervised."""
-    rows = []
-    for item in phonebook_items(count, seed=0):
-        prompt = tokenizer(f"The phone number of {item.key} is", add_special_tokens=False)["input_ids"]
-        answer = tokenizer(f" {item.value}", add_special_tokens=False)["input_ids"]
-        ids = torch.tensor(prompt + answer)
-        rows.append({"input_ids": ids, "labels": torch.tensor([-100] * len(prompt) + answer)})
-    return rows
+    """Chat prompts unsupervised (-100); the number and the end of the assistant's turn supervised,
+    so the adapter stops after the number."""
+    return supervised_rows(phonebook_items(count, seed=0), tokenizer)
 
 
 def collate(rows, pad_id: int):

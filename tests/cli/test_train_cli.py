@@ -12,7 +12,9 @@ from memlaw.models import load_model
 from memlaw.placements import load_adapter
 from memlaw.probe import ProbeConfig, build_data
 
-RECORDS = [{"key": "Ada", "value": "7731"}, {"key": "Bo", "value": "52-9"}, {"key": "Cy", "value": "x0q"}]
+# No repeated digit: on a random tiny model "Ada" -> "7731" holds its second "7" at p 0.47 at any
+# rank (the MLP inputs after "7" and after "77" barely differ), which tests capacity, not these paths.
+RECORDS = [{"key": "Ada", "value": "7381"}, {"key": "Bo", "value": "52-9"}, {"key": "Cy", "value": "x0q"}]
 
 
 def write_jsonl(path, records=RECORDS):
@@ -40,17 +42,21 @@ def test_train_certifies_saves_peft_and_recalls_after_reload(tiny_dir, tmp_path,
     config = ProbeConfig(**json.loads((out / "probe_config.json").read_text()))
     data = build_data(config, loaded.tokenizer, loaded.model.config.vocab_size)
     (decoded,) = greedy_answers(loaded.model, data, pad_id=loaded.tokenizer.pad_token_id)
-    assert decoded == [list(item.answer_ids) for item in data.items]
-    assert [loaded.tokenizer.decode(ids) for ids in decoded] == [r["value"] for r in RECORDS]
+    # each answer and then the token that ends it (train supervises it by default)
+    end = loaded.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert decoded == [[*item.answer_ids, end] for item in data.items]
+    assert [loaded.tokenizer.decode(ids[:-1]) for ids in decoded] == [r["value"] for r in RECORDS]
+    assert recall["length"] == sum(len(item.answer_ids) for item in data.items)  # ℓ counts answers only
+    assert all(item["end_tokens"] == 1 and len(item["token_probs"]) == item["length"] + 1 for item in recall["items"])
     # and the base model without it does not
     base = AutoModelForCausalLM.from_pretrained(tiny_dir)
     (plain,) = greedy_answers(base, data, pad_id=loaded.tokenizer.pad_token_id)
     assert plain != decoded
-    # from the command line: memlaw ask answers each key with its value first
-    for record, answer in zip(RECORDS, decoded, strict=True):
-        code, stdout, err = cli("ask", str(out), record["key"], "--max-new-tokens", str(len(answer) + 3))
+    # from the command line: memlaw ask answers each key with its value, and nothing after it
+    for record in RECORDS:
+        code, stdout, err = cli("ask", str(out), record["key"], "--max-new-tokens", "64")
         assert code == 0, err
-        assert stdout.startswith(record["value"]), (record, stdout)
+        assert stdout == record["value"] + "\n", (record, stdout)
 
 
 def test_train_defaults_make_an_adapter_that_plain_peft_loads_merges_and_serves(tiny_dir, tmp_path, cli):
@@ -73,10 +79,12 @@ def test_train_defaults_make_an_adapter_that_plain_peft_loads_merges_and_serves(
     assert not any("lora_" in name for name, _ in model.named_parameters())  # merged: a plain model again
     for record in RECORDS:
         prompt = tokenizer(record["key"], return_tensors="pt")
-        answer = model.generate(**prompt, do_sample=False, max_new_tokens=8)[0, prompt["input_ids"].shape[1] :]
-        assert tokenizer.decode(answer, skip_special_tokens=True).startswith(record["value"]), record
-        code, stdout, err = cli("ask", str(out), record["key"], "--max-new-tokens", "8")  # and from the command line
-        assert code == 0 and stdout.startswith(record["value"]), (err, stdout)
+        # raw prompts: each answer ends with the tokenizer's EOS, where plain generate stops
+        answer = model.generate(**prompt, do_sample=False, max_new_tokens=32)[0, prompt["input_ids"].shape[1] :]
+        assert answer[-1] == tokenizer.eos_token_id, record
+        assert tokenizer.decode(answer, skip_special_tokens=True) == record["value"], record
+        code, stdout, err = cli("ask", str(out), record["key"], "--max-new-tokens", "32")  # and from the command line
+        assert code == 0 and stdout == record["value"] + "\n", (err, stdout)
 
 
 def test_ask_refuses_a_folder_that_is_not_a_saved_adapter(tmp_path, cli):
@@ -94,7 +102,7 @@ def test_an_uncertified_run_reports_stubborn_tokens_and_divergences(tiny_dir, tm
     assert "budget of 1 steps spent without certification" in stdout
     assert "stubborn tokens (p <= 0.5), lowest first:" in stdout and "item 'Ada' token 0: p = " in stdout
     assert "where greedy decoding first diverges: 3 item(s)" in stdout
-    assert "item 'Ada' at token 0: after '' expected '7731'" in stdout
+    assert "item 'Ada' at token 0: after '' expected '7381<|im_end|>'" in stdout  # the end is due too
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 import pytest
 
 from memlaw.data import MemoryItem, encode_items, make_batch, phonebook_items
+from memlaw.data.encoding import end_of_answer
 from memlaw.errors import MemlawInputError
 
 
@@ -60,3 +61,22 @@ def test_batch_marks_exactly_the_answer_positions(tokenizer):
 def test_unknown_prompt_format(tokenizer):
     with pytest.raises(MemlawInputError, match="prompt format"):
         encode_items([MemoryItem("a", "b")], tokenizer, prompt_format="xml")
+
+
+def test_an_answers_end_token_is_supervised_after_it_and_not_counted_in_the_length(tokenizer):
+    items = [MemoryItem("Ada", "7381"), MemoryItem("Bo", "52-9")]
+    plain = encode_items(items, tokenizer)
+    ended = encode_items(items, tokenizer, end=True)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    # the chat template closes the assistant's turn with <|im_end|>; raw prompts end with EOS
+    assert end_of_answer(tokenizer, "chat") == (im_end,) and end_of_answer(tokenizer, "raw") == (
+        tokenizer.eos_token_id,
+    )
+    assert ended.length == plain.length and ended.supervised_lengths == [n + 1 for n in plain.supervised_lengths]
+    for a, b in zip(plain.items, ended.items, strict=True):
+        assert b.supervised_ids == (*a.answer_ids, im_end) and b.prompt_ids == a.prompt_ids
+    batch = make_batch(ended, [0, 1], pad_id=tokenizer.pad_token_id)
+    assert batch.answer_mask.sum(1).tolist() == ended.supervised_lengths
+    # a cut answer does not end where it was cut: its end token goes with its tail
+    cut = ended.cut(plain.length - 1)
+    assert cut.items[0].end_ids == (im_end,) and cut.items[-1].end_ids == ()

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 #: PEFT law, so that training at a planned rank is what the plan predicted (a test holds them equal).
 TRAIN_DEFAULTS = {
     "placement": "peft", "layer": -LAYERS_FROM_TOP, "target_modules": list(MLP_MODULES),
-    "method": "sft", "lr": 0.03, "until": "converged",
+    "method": "sft", "lr": 0.03, "until": "converged", "end_token": True,
 }  # fmt: skip
 #: Stubborn tokens listed before "... and N more".
 SHOWN_STUBBORN = 10

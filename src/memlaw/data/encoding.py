@@ -1,7 +1,9 @@
 """Turn memory items into token sequences where only the answer tokens are supervised.
 
-The answer length ℓ of a data set is the number of supervised tokens, counted with the
-model's tokenizer; ``EncodedData.cut`` trims a data set to an exact ℓ.
+The answer length ℓ of a data set is the number of answer tokens, counted with the model's
+tokenizer; ``EncodedData.cut`` trims a data set to an exact ℓ. With ``end=True`` each answer is
+followed by a supervised end token (the chat template's end of turn, or EOS for raw prompts),
+so that an adapter learns where its answer stops; ℓ does not count it.
 """
 
 from __future__ import annotations
@@ -24,10 +26,17 @@ class EncodedItem:
     key: str
     prompt_ids: tuple[int, ...]
     answer_ids: tuple[int, ...]
+    #: Supervised after the answer: the token that ends it (empty when the end is not trained).
+    end_ids: tuple[int, ...] = ()
+
+    @property
+    def supervised_ids(self) -> tuple[int, ...]:
+        """What training, teacher forcing and greedy recall see after the prompt."""
+        return self.answer_ids + self.end_ids
 
     @property
     def sequence_length(self) -> int:
-        return len(self.prompt_ids) + len(self.answer_ids)
+        return len(self.prompt_ids) + len(self.supervised_ids)
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,11 @@ class EncodedData:
     def length(self) -> int:
         """ℓ: supervised answer tokens over all items."""
         return sum(len(item.answer_ids) for item in self.items)
+
+    @property
+    def supervised_lengths(self) -> list[int]:
+        """Supervised tokens of each item: its answer and its end token, if trained."""
+        return [len(item.supervised_ids) for item in self.items]
 
     @property
     def max_sequence_length(self) -> int:
@@ -53,7 +67,9 @@ class EncodedData:
         remaining = length
         for item in self.items:
             take = min(remaining, len(item.answer_ids))
-            kept.append(EncodedItem(item.key, item.prompt_ids, item.answer_ids[:take]))
+            # a truncated answer does not end where its end token would follow
+            ends = item.end_ids if take == len(item.answer_ids) else ()
+            kept.append(EncodedItem(item.key, item.prompt_ids, item.answer_ids[:take], ends))
             remaining -= take
             if remaining == 0:
                 break
@@ -66,13 +82,16 @@ def encode_items(
     *,
     prompt_format: str = "chat",
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+    end: bool = False,
 ) -> EncodedData:
-    """Tokenise prompts and answers separately, so the answer tokens are exactly the value's."""
+    """Tokenise prompts and answers separately, so the answer tokens are exactly the value's;
+    ``end`` supervises the token that ends each answer too (``end_of_answer``)."""
     if prompt_format not in PROMPT_FORMATS:
         raise MemlawInputError(f"unknown prompt format '{prompt_format}': use {' or '.join(PROMPT_FORMATS)}")
     if prompt_format == "chat" and not tokenizer.chat_template:
         raise MemlawInputError("this model's tokenizer has no chat template: use --prompt-format raw")
     encoded = []
+    ends = end_of_answer(tokenizer, prompt_format) if end else ()
     for item in items:
         if item.context is not None and prompt_format != "chat":
             raise MemlawInputError(
@@ -86,8 +105,27 @@ def encode_items(
         answer = (
             item.value_ids if item.value_ids is not None else tokenizer(item.value, add_special_tokens=False).input_ids
         )
-        encoded.append(EncodedItem(item.key, tuple(prompt), tuple(answer)))
+        encoded.append(EncodedItem(item.key, tuple(prompt), tuple(answer), ends))
     return EncodedData(tuple(encoded))
+
+
+#: An assistant message whose text is found again in the rendered template.
+_MARKER = "memlaw-answer-ends-here"
+
+
+def end_of_answer(tokenizer: PreTrainedTokenizerBase, prompt_format: str) -> tuple[int, ...]:
+    """The token that ends an answer: the first token the chat template puts after an assistant
+    message (``<|im_end|>``, ``<end_of_turn>``, ``<|eot_id|>``...), or EOS for raw prompts."""
+    if prompt_format == "chat":
+        messages = [{"role": "user", "content": "?"}, {"role": "assistant", "content": _MARKER}]
+        rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+        after = rendered.split(_MARKER, 1)[1] if _MARKER in rendered else ""
+        ids = tokenizer(after, add_special_tokens=False).input_ids if after.strip() else []
+        if ids:
+            return (ids[0],)
+    if tokenizer.eos_token_id is None:
+        raise MemlawInputError("this tokenizer has no end-of-sequence token: train with --end-token false")
+    return (tokenizer.eos_token_id,)
 
 
 def chat_prompt(tokenizer: PreTrainedTokenizerBase, turns: Sequence[tuple[str, str]], system_prompt: str | None) -> str:
@@ -121,7 +159,7 @@ def make_batch(data: EncodedData, indices: Sequence[int], pad_id: int) -> Batch:
     answer = torch.zeros((len(rows), width), dtype=torch.bool)
     for row, item in enumerate(rows):
         prompt, size = len(item.prompt_ids), item.sequence_length
-        input_ids[row, :size] = torch.tensor(item.prompt_ids + item.answer_ids)
+        input_ids[row, :size] = torch.tensor(item.prompt_ids + item.supervised_ids)
         attention[row, :size] = 1
         answer[row, prompt:size] = True
     return Batch(input_ids, attention, answer, torch.tensor(list(indices), dtype=torch.long))

@@ -26,14 +26,15 @@ def greedy_answers(
     copies: int = 1,
     starts: list[list[int]] | None = None,
 ) -> list[list[list[int]]]:
-    """For every adapter copy and item, the first len(answer) tokens greedy decoding produces.
+    """For every adapter copy and item, the first len(answer) tokens greedy decoding produces (the
+    answer's end token included, when it is trained).
 
     ``starts[j][i]``: the answer position from which copy j must really decode item i (default
     0: everything); the answer stands before it. Decoding never stops at EOS: an early EOS is
     itself an error at that position, and the comparison needs a token for every answer
     position. With K stacked copies each batch holds the same items K times, one block per copy.
     """
-    answers = [list(item.answer_ids) for item in data.items]
+    answers = [list(item.supervised_ids) for item in data.items]
     starts = starts or [[0] * len(answers) for _ in range(copies)]
     outputs = [[answers[i][: starts[j][i]] for i in range(len(answers))] for j in range(copies)]
     # items some copy must decode; a copy that need not decode one rides along and is ignored

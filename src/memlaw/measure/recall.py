@@ -86,8 +86,8 @@ def measure_recall(
 ) -> list[RecallMeasurement]:
     """One measurement per adapter copy (a single adapter is one copy)."""
     tokens = evaluate_tokens(model, data, pad_id=pad_id, batch_size=batch_size, cache=cache, copies=copies)
-    lengths = [len(item.answer_ids) for item in data.items]
-    answers = [list(item.answer_ids) for item in data.items]
+    lengths = data.supervised_lengths
+    answers = [list(item.supervised_ids) for item in data.items]
     per_copy = [tokens.of_copy(j) for j in range(copies)]
     decoded: list[GreedyRecall | None] = [None] * copies
     if greedy:

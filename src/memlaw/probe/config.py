@@ -71,6 +71,12 @@ class ProbeConfig:
         help="system message of the chat prompt ('none' for no system message)",
         scope="data", provenance=True,
     )  # fmt: skip
+    end_token: bool = setting(
+        False,
+        help="also supervise the token that ends each answer (the chat template's end of turn, EOS for raw "
+        "prompts), so the adapter stops where its answer stops; certified with the answer, not counted in ℓ",
+        scope="data", keyed_when_default=False,
+    )  # fmt: skip
     # placement
     placement: str = setting(
         "bypass", help="bypass (the paper's MLP bypass on one layer) or peft (PEFT LoRA)", column=True, provenance=True

@@ -19,7 +19,7 @@ from memlaw.probe.config import ProbeConfig
 def build_data(config: ProbeConfig, tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> EncodedData:
     """The encoded items of a probe, cut to exactly ``config.length`` answer tokens when given."""
     encode = lambda items: encode_items(
-        items, tokenizer, prompt_format=config.prompt_format, system_prompt=config.system_prompt
+        items, tokenizer, prompt_format=config.prompt_format, system_prompt=config.system_prompt, end=config.end_token
     )
     if config.data == "longcontext":
         text = read_text(config.text) if config.text else None

@@ -189,15 +189,16 @@ def item_reports(
             {
                 "key": item.key,
                 "length": len(item.answer_ids),
+                "end_tokens": len(item.end_ids),  # supervised after the answer, last in token_probs
                 "exact_match": after.greedy.item_exact[index],
                 "first_error": after.greedy.item_first_error[index],
                 "divergence": divergence(
-                    list(item.answer_ids),
+                    list(item.supervised_ids),
                     after.greedy.item_decoded[index],
                     after.greedy.item_first_error[index],
                     tokenizer,
                 ),
-                "token_accuracy": after.greedy.item_matched[index] / len(item.answer_ids),
+                "token_accuracy": after.greedy.item_matched[index] / len(item.supervised_ids),
                 "min_prob": min(p1),
                 "stubborn_positions": torch.nonzero(l1 >= CERTIFY_LOSS).flatten().tolist(),
                 "initial_token_probs": [round(p, 6) for p in p0],
