@@ -8,6 +8,7 @@ from memlaw.errors import MemlawInputError
 from memlaw.models import build_tiny_model
 from memlaw.models.loading import bf16_autocast_available
 from memlaw.probe import ProbeConfig, build_data, run_probe
+from memlaw.probe.lr_search import LR_FACTORS, LR_SEARCH_STEPS, SCORED_STEPS
 
 REQUIRED_FIELDS = {
     "initial_loss",
@@ -132,3 +133,23 @@ def test_bf16_autocast_trains_on_a_bf16_cpu_and_measures_in_float32(tokenizer):
     assert low.final_loss < low.initial_loss - 1  # it trains
     # bf16 steps follow a nearby trajectory, not the same one
     assert low.final_loss == pytest.approx(exact.final_loss, rel=0.2, abs=0.05) and low.final_loss != exact.final_loss
+
+
+def test_the_learning_rate_search_keeps_the_rate_that_learned_most_and_trains_with_it(tokenizer):
+    # a base rate far too high for this adapter: the search must come down from it
+    base = {"data": "longcontext", "length": 32, "rank": 4, "lr": 3.0, "until": "converged", "max_steps": 60}
+    result = run_probe(ProbeConfig(**base, lr_search=True), build_tiny_model(tokenizer))
+    choice = result.lr_choice
+    scores = dict(choice["scores"])
+    assert sorted(scores) == pytest.approx(sorted(3.0 * f for f in LR_FACTORS)) and choice["steps"] == LR_SEARCH_STEPS
+    assert choice["lr"] == min(scores, key=scores.get) < 3.0 and result.config["lr"] == choice["lr"]
+    # each candidate scored what it scores trained alone: the chosen rate's last steps, reproduced
+    alone = run_probe(
+        ProbeConfig(**{**base, "lr": choice["lr"], "max_steps": LR_SEARCH_STEPS, "plateau_steps": LR_SEARCH_STEPS + 1}),
+        build_tiny_model(tokenizer),
+    )
+    tail = alone.loss_curve[-SCORED_STEPS:]
+    assert scores[choice["lr"]] == pytest.approx(sum(tail) / len(tail), rel=1e-3)
+    # and training then started afresh at that rate: without the search, the same run
+    fixed = run_probe(ProbeConfig(**{**base, "lr": choice["lr"]}), build_tiny_model(tokenizer))
+    assert result.loss_curve == pytest.approx(fixed.loss_curve, rel=1e-4)

@@ -31,6 +31,17 @@ def test_trainable_params_and_layers(tiny, detach):
     assert lora_layer_indices(adapter.model) == [3]
 
 
+def test_all_linear_is_every_linear_layer_but_the_head_as_peft_spells_it(tiny, detach):
+    adapter = PeftLoraConfig(rank=1, layers="all", target_modules=["all-linear"]).attach(tiny.model)
+    detach.append(adapter)
+    assert adapter.describe()["target_modules"] == sorted(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    # per layer: q and o 64 -> 64, k and v 64 -> 32, gate and up 64 -> 128, down 128 -> 64
+    assert adapter.trainable_params == 4 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 128) * 3)
+    assert not any("lm_head" in name for name, _ in adapter.peft_model.named_modules() if "lora_A" in name)
+
+
 def test_all_layers_and_custom_modules(tiny, detach):
     adapter = PeftLoraConfig(rank=2, layers="all", target_modules=["q_proj", "v_proj"]).attach(tiny.model)
     detach.append(adapter)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 #: PEFT law, so that training at a planned rank is what the plan predicted (a test holds them equal).
 TRAIN_DEFAULTS = {
     "placement": "peft", "layer": -LAYERS_FROM_TOP, "target_modules": list(MLP_MODULES),
-    "method": "sft", "lr": 0.03, "until": "converged", "end_token": True,
+    "method": "sft", "lr": 0.03, "lr_search": True, "until": "converged", "end_token": True,
 }  # fmt: skip
 #: Stubborn tokens listed before "... and N more".
 SHOWN_STUBBORN = 10
@@ -74,9 +74,12 @@ def recall_report(result: ProbeResult, config: ProbeConfig) -> list[str]:
     }.get(result.stop_reason, f"budget of {result.steps} steps spent without certification")
     if result.certified:
         stop = f"certified at step {result.certified_step}"
+    ends = sum(item.get("end_tokens", 0) for item in items)
+    ended = f" (and {ends} end token(s))" if ends else ""
     lines = [
         (
-            f"memorised {len(items)} item(s), {result.length} answer tokens, into a {result.placement['placement']} "
+            f"memorised {len(items)} item(s), {result.length} answer tokens{ended}, into a "
+            f"{result.placement['placement']} "
             f"rank-{result.placement['rank']} adapter ({result.trainable_params:,} parameters) "
             f"with {config.method}: {stop}"
         ),
@@ -86,6 +89,12 @@ def recall_report(result: ProbeResult, config: ProbeConfig) -> list[str]:
         ),
         f"greedy recall: {exact}/{len(items)} items verbatim, token accuracy {result.token_accuracy:.1%}",
     ]
+    if result.lr_choice is not None:
+        tried = ", ".join(f"{lr:.3g} -> {loss:.3g}" for lr, loss in result.lr_choice["scores"])
+        lines.append(
+            f"learning rate {result.lr_choice['lr']:.3g}: the lowest loss after {result.lr_choice['steps']} steps "
+            f"of the rates tried side by side ({tried} nats)"
+        )
     if result.certified:
         lines.append("certified: every answer token has p > 0.5 under teacher forcing")
     stubborn = sorted(

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
+from peft.tuners.tuners_utils import _maybe_include_all_linear_layers  # PEFT's rule for all-linear
 from safetensors.torch import save_file
 from torch import nn
 from transformers import PreTrainedModel
@@ -177,7 +178,21 @@ def _resolved(base: PreTrainedModel, config: PeftLoraConfig) -> PeftLoraConfig:
     elif layers != "all":
         layers = sorted({check_layer(base, int(i)) for i in layers})
     alpha = config.rank if config.lora_alpha is None else config.lora_alpha
-    return PeftLoraConfig(config.rank, layers, sorted(config.target_modules), alpha, config.dropout)
+    modules = config.target_modules
+    if [m.lower() for m in modules] == [ALL_LINEAR]:
+        modules = all_linear_modules(base)
+    return PeftLoraConfig(config.rank, layers, sorted(modules), alpha, config.dropout)
+
+
+#: PEFT's spelling of "every linear layer but the output head".
+ALL_LINEAR = "all-linear"
+
+
+def all_linear_modules(base: PreTrainedModel) -> list[str]:
+    """The module names PEFT's ``target_modules="all-linear"`` adapts in ``base`` (by PEFT's own
+    rule), named as memlaw records modules: q_proj, ..., down_proj."""
+    resolved = _maybe_include_all_linear_layers(LoraConfig(target_modules=ALL_LINEAR, task_type="CAUSAL_LM"), base)
+    return sorted({name.rsplit(".", 1)[-1] for name in resolved.target_modules})
 
 
 def lora_config(config: PeftLoraConfig) -> LoraConfig:

@@ -114,6 +114,12 @@ class ProbeConfig:
         keyed_when_default=False,
     )
     lr: float = setting(1e-2, help="AdamW learning rate (linear decay to 0, no warm-up)", column=True, provenance=True)
+    lr_search: bool = setting(
+        False,
+        help="choose the learning rate for this adapter first: 20 steps at --lr times 3, 1, 1/3, 1/9 and 1/27, "
+        "side by side, keeping the rate with the lowest loss (5 percent of the default cap of 2,000 steps)",
+        keyed_when_default=False,
+    )  # fmt: skip
     epochs: int = setting(100, help="passes over the data", column=True, provenance=True)
     steps: int | None = setting(None, help="optimizer steps; overrides --epochs", provenance=True)
     batch_size: int = setting(8, help="items per step", provenance=True)

@@ -59,6 +59,9 @@ class ProbeResult:
     plateau_measure: str | None = None
     #: Slope of the stubborn excess (nats summed over tokens at p <= 0.5) at the end, per step.
     excess_slope: float = 0.0
+    #: The learning-rate search before training (``lr_search``): the rate kept, the rates tried
+    #: with their scores (mean loss of their last steps) and the steps each trained.
+    lr_choice: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
     adapter: Adapter | None = field(default=None, repr=False, compare=False)
 

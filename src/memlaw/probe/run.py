@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 from torch.profiler import record_function
@@ -19,6 +19,7 @@ from memlaw.models.loading import LoadedModel
 from memlaw.placements import PLACEMENTS, Adapter
 from memlaw.probe.config import ProbeConfig
 from memlaw.probe.data import prepare
+from memlaw.probe.lr_search import search_lr
 from memlaw.probe.result import ProbeResult, build_result
 from memlaw.training.methods import make_objective
 from memlaw.training.trainer import train_copies
@@ -104,6 +105,12 @@ def probe_together(
     started = time.perf_counter()
     config, copies = configs[0], len(configs)
     model, pad_id = loaded.model, loaded.tokenizer.pad_token_id
+    lr_choice = None
+    if config.lr_search:  # one rate for the pass, searched on its first adapter
+        with record_function("memlaw.lr_search"):
+            lr_choice = search_lr(config, loaded, data)
+        configs = [replace(c, lr=lr_choice.lr) for c in configs]
+        config = configs[0]
     adapter = attach_stacked(configs, loaded)
     try:
         cache = None
@@ -133,12 +140,15 @@ def probe_together(
             afters = measure_recall(model, data, copies=copies, **measure)
         # each copy's share of the pass, by the steps it trained (a stopped copy leaves the batch)
         elapsed, steps = time.perf_counter() - started, [max(1, log.steps) for log in logs]
-        return [
+        results = [
             build_result(
                 c, adapter, j, data, before, after, log, elapsed * steps[j] / sum(steps), loaded.tokenizer, copies
             )
             for j, (c, after, log) in enumerate(zip(configs, afters, logs, strict=True))
         ]
+        for result in results:
+            result.lr_choice = None if lr_choice is None else lr_choice.to_dict()
+        return results
     except BaseException:  # never leave a half-trained adapter on a shared model
         adapter.remove()
         raise

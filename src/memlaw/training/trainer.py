@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -120,6 +120,7 @@ def train_copies(
     *,
     pad_id: int,
     seeds: list[int] | None = None,
+    lrs: list[float] | None = None,
     eval_batch_size: int = 16,
     cache: PrefixCache | None = None,
     progress: bool = False,
@@ -128,7 +129,8 @@ def train_copies(
 
     Copy j draws its batch order from ``seeds[j]`` (default: ``config.seed``); its batch rows
     form block j of every step's batch, its loss is normalised over its own tokens and its
-    gradient clipped on its own, so it follows the trajectory it would follow alone.
+    gradient clipped on its own, so it follows the trajectory it would follow alone. Its
+    learning rate is ``lrs[j]`` (default: ``config.lr``).
 
     Certification: a copy's clean check runs after an epoch in which every training batch of
     that copy was already below ln 2 (a cheap trigger; without it a check would cost a forward
@@ -144,7 +146,11 @@ def train_copies(
     model = adapter.model
     total = config.total_steps(len(data.items), objective)
     # One optimizer and schedule per copy: each copy's learning rate follows its own curve.
-    schedules = [CopySchedule(adapter.copy_parameters(j), config, total, len(data.items)) for j in range(copies)]
+    lrs = [config.lr] * copies if lrs is None else lrs
+    schedules = [
+        CopySchedule(adapter.copy_parameters(j), replace(config, lr=lrs[j]), total, len(data.items))
+        for j in range(copies)
+    ]
     torch.manual_seed(config.seed)  # adapter dropout draws from the global generator
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
     # a training forward pass is a clean check when it sees every item, without dropout, in float32
@@ -249,8 +255,8 @@ def train_copies(
     end = "max_steps" if config.until == "converged" else "budget"
     logs = []
     for j in range(copies):
-        slope = loss_slope(curves[j], rates[j], config.plateau_steps, config.lr)
-        excess_slope, stubborn = stubborn_slope(excess_curves[j], len(curves[j]), config)
+        slope = loss_slope(curves[j], rates[j], config.plateau_steps, lrs[j])
+        excess_slope, stubborn = stubborn_slope(excess_curves[j], len(curves[j]), replace(config, lr=lrs[j]))
         reason = reasons[j] or end
         # still learning at the end: either measure was improving by more than its plateau tolerance
         limited = reason == end and (
