@@ -173,3 +173,56 @@ def test_the_memft_trainer_refuses_the_loss_as_compute_loss_func(tmp_path, token
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     with pytest.raises(ValueError, match="memft_loss="):
         MemFTTrainer(model=lora_model(tokenizer), args=args, compute_loss_func=MemFTLoss())
+
+
+def memorise_with_stop(tmp_path, tokenizer, epochs):
+    model = build_tiny_model(tokenizer).model
+    model.requires_grad_(False)
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    data = Sequences(model.config.vocab_size)
+    data.rows = data.rows[:2]  # 15 answer tokens: well inside this adapter's capacity
+    loss = MemFTLoss()
+    stop = MemFTCallback(loss, stop=True, plateau_epochs=5)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, num_train_epochs=epochs, learning_rate=2e-2,
+        lr_scheduler_type="constant", report_to="none", disable_tqdm=True, save_strategy="no", use_cpu=True,
+        remove_unused_columns=False, logging_steps=1,
+    )  # fmt: skip
+    trainer = MemFTTrainer(
+        model=model, args=args, train_dataset=data, data_collator=collate, memft_loss=loss, callbacks=[stop]
+    )
+    trainer.train()
+    return model, data, stop, trainer.state.global_step
+
+
+def test_the_callback_stops_the_trainer_at_certification(tmp_path, tokenizer):
+    model, data, stop, steps = memorise_with_stop(tmp_path, tokenizer, epochs=400)
+    assert stop.stop_reason == "certified" and steps < 400
+    # the last epoch saw every answer token at p > 0.5: a clean pass after its update agrees
+    batch = collate(list(data))
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    targets = batch["labels"][:, 1:]
+    losses = F.cross_entropy(logits[:, :-1][targets != -100], targets[targets != -100], reduction="none")
+    assert float(losses.max()) < math.log(2)
+
+
+def test_the_callback_stops_a_run_that_stopped_improving():
+    from memlaw.hf.loss import MemFTLoss as Loss
+
+    loss = Loss()
+    stop = MemFTCallback(loss, stop=True, plateau_epochs=3)
+
+    class Control:
+        should_training_stop = False
+
+    control = Control()
+    # three tokens stuck 0.3 nats above ln 2, then nothing moves: three stale epochs end it
+    for epoch in range(5):
+        loss.epoch = {"tokens": 40, "loss": 4.0, "stubborn": 3, "excess": 0.9}
+        stop.on_epoch_end(None, None, control)
+        assert control.should_training_stop == (epoch == 3)
+        if control.should_training_stop:
+            break
+    assert stop.stop_reason == "converged (stubborn excess)"

@@ -19,6 +19,7 @@ import hashlib
 import torch
 import torch.nn.functional as F
 
+from memlaw.constants import CERTIFY_LOSS
 from memlaw.measure.teacher_forced import TokenLosses
 from memlaw.training.memft import OnlyThreshold, loss_threshold, threshold_mask
 from memlaw.training.objectives import copy_losses
@@ -54,6 +55,7 @@ class MemFTLoss:
         self.objective = OnlyThreshold(threshold=threshold, fallback=fallback)
         self._masks: dict[str, torch.Tensor] = {}  # clean masks of this step's micro-batches
         self.reset_stats()
+        self.reset_epoch()
 
     # -- the pre-pass (called by MemFTTrainer for each optimizer step) -------------------------
     @torch.no_grad()
@@ -98,10 +100,17 @@ class MemFTLoss:
 
     # -- statistics for MemFTCallback -----------------------------------------------------------
     def reset_stats(self) -> None:
+        """Since the last log: tokens, those below the threshold, items and certified items."""
         self.stats = {"tokens": 0, "sub_threshold": 0, "items": 0, "certified_items": 0}
 
+    def reset_epoch(self) -> None:
+        """Since the epoch began, what the plateau rule reads: tokens, their summed loss, the
+        tokens at p <= 0.5 (loss >= ln 2) and their summed loss above ln 2 (the stubborn excess)."""
+        self.epoch = {"tokens": 0, "loss": 0.0, "stubborn": 0, "excess": 0.0}
+
     def _record(self, tokens: TokenLosses) -> None:
-        below = tokens.losses.detach() > loss_threshold(self.objective.threshold)
+        losses = tokens.losses.detach()
+        below = losses > loss_threshold(self.objective.threshold)
         rows = int(tokens.item_index.max()) + 1 if len(tokens.item_index) else 0
         failing = torch.zeros(rows, dtype=torch.bool, device=below.device).index_put_(
             (tokens.item_index,), below, accumulate=True
@@ -110,3 +119,9 @@ class MemFTLoss:
         self.stats["sub_threshold"] += int(below.sum())
         self.stats["items"] += rows
         self.stats["certified_items"] += int((~failing).sum())
+        above = losses - CERTIFY_LOSS
+        stubborn = above >= 0
+        self.epoch["tokens"] += len(losses)
+        self.epoch["loss"] += float(losses.sum())
+        self.epoch["stubborn"] += int(stubborn.sum())
+        self.epoch["excess"] += float((above * stubborn).sum())

@@ -14,6 +14,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from memlaw.hf.loss import MemFTLoss
+from memlaw.training.trainer import Progress
 
 
 class MemFTTrainerMixin:
@@ -77,10 +78,34 @@ MemFTTrainer = memft_trainer(Trainer)
 class MemFTCallback(TrainerCallback):
     """Adds ``memft/sub_threshold_share`` (tokens with p below the threshold, under the training
     forward) and ``memft/certified_items`` (share of sequences with every token above it) since
-    the last log to each log record (the console, ``log_history`` and callbacks after this one)."""
+    the last log to each log record (the console, ``log_history`` and callbacks after this one).
 
-    def __init__(self, loss: MemFTLoss):
-        self.loss = loss
+    With ``stop=True`` it also ends training as ``memlaw train`` does, at the end of an epoch:
+    once no answer token of the epoch was at p <= 0.5 (certified under the training forward), or
+    when neither the mean loss nor the stubborn tokens' loss above ln 2 improved by
+    ``plateau_tol`` (per stubborn token) for ``plateau_epochs`` epochs (memlaw's plateau rule,
+    ``Progress``; the Trainer's own scheduler keeps the rate). ``stop_reason`` then says which."""
+
+    def __init__(self, loss: MemFTLoss, *, stop: bool = False, plateau_epochs: int = 10, plateau_tol: float = 0.01):
+        self.loss, self.stop = loss, stop
+        self.plateau_epochs, self.progress = plateau_epochs, Progress(plateau_tol)
+        self.stale_epochs = 0
+        self.stop_reason: str | None = None
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.loss.reset_epoch()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        epoch = self.loss.epoch
+        if not self.stop or not epoch["tokens"]:
+            return
+        improved = self.progress.improved(epoch["loss"] / epoch["tokens"], epoch["excess"], epoch["stubborn"])
+        self.stale_epochs = 0 if improved else self.stale_epochs + 1
+        if epoch["stubborn"] == 0:
+            self.stop_reason = "certified"
+        elif self.stale_epochs >= self.plateau_epochs:
+            self.stop_reason = f"converged ({self.progress.last_improved})"
+        control.should_training_stop = self.stop_reason is not None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         stats = self.loss.stats

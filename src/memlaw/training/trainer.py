@@ -256,7 +256,7 @@ def train_copies(
     logs = []
     for j in range(copies):
         slope = loss_slope(curves[j], rates[j], config.plateau_steps, lrs[j])
-        excess_slope, stubborn = stubborn_slope(excess_curves[j], len(curves[j]), replace(config, lr=lrs[j]))
+        excess_slope, stubborn = stubborn_slope(excess_curves[j], len(curves[j]), config.plateau_steps, lrs[j])
         reason = reasons[j] or end
         # still learning at the end: either measure was improving by more than its plateau tolerance
         limited = reason == end and (
@@ -300,34 +300,47 @@ class CopySchedule:
         return self.plateau is not None and self.plateau.end_epoch(mean_loss, excess, stubborn)
 
 
-class Plateau:
-    """Constant rate, cut tenfold at each plateau (at most ``PLATEAU_CUTS`` times); a plateau at the
-    last rate is convergence. An epoch improves when either measure beats its best so far:
+class Progress:
+    """The plateau rule's test of one epoch: did the mean answer-token loss beat its best so far by
+    ``tol`` nats, or the *stubborn excess* (the loss above ln 2 summed over the tokens still at
+    p <= 0.5) beat its best by ``tol`` nats per stubborn token (counted at its best)? While every
+    token is stubborn the second is the first; once few are left it watches them alone, whose
+    climb toward p = 0.5 hardly moves the mean."""
 
-    - the mean answer-token loss, by ``plateau_tol`` nats;
-    - the *stubborn excess*, the loss above ln 2 summed over the tokens still at p <= 0.5, by
-      ``plateau_tol`` nats per stubborn token (counted at its best). While every token is stubborn
-      this is the mean rule; once few are left it watches them alone, whose climb toward p = 0.5
-      hardly moves the mean.
-
-    A plateau is ``plateau_steps`` steps (whole epochs) without improvement."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, config: TrainConfig, num_items: int):
-        self.optimizer, self.tol = optimizer, config.plateau_tol
-        epoch_steps = -(-num_items // config.batch_size)
-        self.patience = max(1, -(-config.plateau_steps // epoch_steps))  # epochs
+    def __init__(self, tol: float):
+        self.tol = tol
         self.best_mean = self.best_excess = math.inf
-        self.best_stubborn, self.bad, self.cuts = 0, 0, 0
+        self.best_stubborn = 0
+        #: The measure that improved last: "mean loss" or "stubborn excess".
         self.last_improved: str | None = None
 
-    def end_epoch(self, mean_loss: float, excess: float, stubborn: int) -> bool:
+    def improved(self, mean_loss: float, excess: float, stubborn: int) -> bool:
         improved = False
         if mean_loss < self.best_mean - self.tol:
             self.best_mean, improved, self.last_improved = mean_loss, True, "mean loss"
         if excess < self.best_excess - self.tol * max(1, self.best_stubborn):
             self.best_excess, self.best_stubborn = excess, stubborn
             improved, self.last_improved = True, "stubborn excess"
-        self.bad = 0 if improved else self.bad + 1
+        return improved
+
+
+class Plateau:
+    """Constant rate, cut tenfold at each plateau (at most ``PLATEAU_CUTS`` times); a plateau at the
+    last rate is convergence. A plateau is ``plateau_steps`` steps (whole epochs) without an epoch
+    that improved (``Progress``)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, config: TrainConfig, num_items: int):
+        self.optimizer, self.progress = optimizer, Progress(config.plateau_tol)
+        epoch_steps = -(-num_items // config.batch_size)
+        self.patience = max(1, -(-config.plateau_steps // epoch_steps))  # epochs
+        self.bad, self.cuts = 0, 0
+
+    @property
+    def last_improved(self) -> str | None:
+        return self.progress.last_improved
+
+    def end_epoch(self, mean_loss: float, excess: float, stubborn: int) -> bool:
+        self.bad = 0 if self.progress.improved(mean_loss, excess, stubborn) else self.bad + 1
         if self.bad < self.patience:
             return False
         if self.cuts == PLATEAU_CUTS:
@@ -345,14 +358,14 @@ def loss_slope(curve: list[float], rates: list[float], window: int, lr: float) -
     return _rate_slope(np.arange(len(curve[-window:])), curve[-window:], rates[-window:], lr)
 
 
-def stubborn_slope(curve: list[tuple[int, float, int, float]], steps: int, config: TrainConfig) -> tuple[float, int]:
-    """Slope of the stubborn excess over the epochs that ended in the last ``plateau_steps``
-    steps (as ``loss_slope``), and the stubborn tokens of the last epoch."""
-    recent = [point for point in curve if point[0] > steps - config.plateau_steps]
+def stubborn_slope(curve: list[tuple[int, float, int, float]], steps: int, window: int, lr: float) -> tuple[float, int]:
+    """Slope of the stubborn excess over the epochs that ended in the last ``window`` steps (as
+    ``loss_slope``), and the stubborn tokens of the last epoch."""
     if not curve:
         return 0.0, 0
-    at, excess, _, rates = zip(*recent, strict=True) if recent else ((), (), (), ())
-    return _rate_slope(np.array(at, dtype=float), list(excess), list(rates), config.lr), curve[-1][2]
+    recent = [point for point in curve if point[0] > steps - window]
+    at = np.array([point[0] for point in recent], dtype=float)
+    return _rate_slope(at, [point[1] for point in recent], [point[3] for point in recent], lr), curve[-1][2]
 
 
 def _rate_slope(x: np.ndarray, values: list[float], rates: list[float], lr: float) -> float:
