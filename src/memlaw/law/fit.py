@@ -19,6 +19,7 @@ from scipy.optimize import least_squares
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.errors import MemlawInputError
+from memlaw.io import whole
 from memlaw.law.certify import fit_certification
 from memlaw.law.cost import fit_cost
 from memlaw.law.forms import FORMS, PowerLaw
@@ -138,7 +139,10 @@ class MemoryLaw:
         self.warnings_ = self._warnings(keep, needed, budget_limited)
         self.x_, self.length_, self.delta_, self.initial_loss_ = x[keep], length[keep], delta[keep], start[keep]
         self.u_ = form.u_of(self.initial_loss_)
-        self.grid_ = {"x": sorted(set(self.x_.tolist())), "length": sorted(set(self.length_.tolist()))}
+        self.grid_ = {
+            "x": sorted(whole(x) for x in set(self.x_.tolist())),
+            "length": sorted(whole(n) for n in set(self.length_.tolist())),
+        }
         if form.covariate is not None:
             self.grid_["initial_loss"] = [float(self.initial_loss_.min()), float(self.initial_loss_.max())]
         self._set_params(

@@ -14,6 +14,7 @@ import numpy as np
 from memlaw.config import settings_where
 from memlaw.constants import lr_schedule
 from memlaw.errors import MemlawInputError
+from memlaw.io import whole
 from memlaw.probe.config import ProbeConfig
 
 #: Provenance kept with a fitted law: the settings the points were measured with.
@@ -68,13 +69,13 @@ class LawPoints:
             ):
                 groups[key].append(loss)
             reference["initial_loss"] = [
-                {"ratio": ratio, "length": length, "initial_loss": float(np.mean(losses))}
+                {"ratio": ratio, "length": whole(length), "initial_loss": float(np.mean(losses))}
                 for (ratio, length), losses in sorted(groups.items(), key=lambda g: (g[0][0] or 0.0, g[0][1]))
             ]
         if self.params is not None:
             per_rank = self.params / self.rank
             if np.allclose(per_rank, per_rank[0]):
-                reference["params_per_rank"] = float(per_rank[0])
+                reference["params_per_rank"] = whole(per_rank[0])
         return reference
 
 
