@@ -5,8 +5,9 @@ LoRA on the MLPs of all 30 layers of SmolLM2 at a loss of 1.5 nats. Before train
 search trains ``len(LR_FACTORS)`` copies of the probe's adapter stacked in one pass, each at the
 probe's rate times one factor, for ``LR_SEARCH_STEPS`` steps at a constant rate, and keeps the
 rate whose copy ends with the lowest loss (mean of its last steps). The copies start from the
-same initial weights and see the same batches, so they differ by their rate alone. It costs 5
-copies for 20 steps, 5 % of the default cap of 2,000 steps.
+same initial weights and see the same batches, so they differ by their rate alone. Copies that
+certify within the test score best, the first to certify first. It costs 5 copies for 20
+steps, 5 % of the default cap of 2,000 steps.
 """
 
 from __future__ import annotations
@@ -62,11 +63,13 @@ def search_lr(config: ProbeConfig, loaded: LoadedModel, data: EncodedData) -> Lr
         )  # fmt: skip
     finally:
         adapter.remove()
-    scores = {}
+    scores, steps = {}, {}
     for rate, log in zip(rates, logs, strict=True):
         tail = log.loss_curve[-SCORED_STEPS:]
         score = sum(tail) / len(tail) if tail else math.inf
         # a copy that certified within the test is as good as a rate gets
         scores[rate] = 0.0 if log.stop_reason == "certified" else (score if math.isfinite(score) else math.inf)
-    best = min(scores, key=lambda rate: (scores[rate], rate))  # ties: the smaller rate
+        steps[rate] = log.steps
+    # ties (copies that certified): the one that certified first, then the smaller rate
+    best = min(scores, key=lambda rate: (scores[rate], steps[rate], rate))
     return LrChoice(best, scores, LR_SEARCH_STEPS)
