@@ -57,8 +57,14 @@ def test_verify_trains_the_plan_with_the_laws_budget_and_keeps_a_track_record(cl
     assert verified["rank"] == plan["rank"] and verified["length"] == plan["length"]
     assert verified["predicted_final_loss"] == plan["predicted_final_loss"]
     assert verified["initial_loss"] == pytest.approx(plan["initial_loss"], rel=1e-5)
-    # the same probe run by hand with the law's settings measures the same: nothing else differs
-    alone = run_probe(ProbeConfig(model=tiny_dir, data=facts, prompt_format="raw", rank=int(plan["rank"]), **BUDGET))
+    # the same probe run by hand with the law's settings, as memlaw train trains (end tokens, the
+    # rate searched around the law's), measures the same: nothing else differs
+    alone = run_probe(
+        ProbeConfig(
+            model=tiny_dir, data=facts, prompt_format="raw", rank=int(plan["rank"]), **BUDGET, end_token=True,
+            lr_search=True,
+        )
+    )  # fmt: skip
     assert verified["final_loss"] == pytest.approx(alone.final_loss, rel=1e-5)
     assert (verified["steps"], verified["certified"]) == (alone.steps, alone.certified)
     record = {"model": tiny_dir, "placement": "bypass", "verified": 1, "certified": int(alone.certified)}

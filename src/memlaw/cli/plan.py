@@ -243,8 +243,9 @@ def _plan_file(law: MemoryLaw, law_name: str, args: argparse.Namespace) -> tuple
         plan = plan_rank(law, content.length, initial_loss=content.initial_loss, **target)
         plan.warnings = transfer + plan.warnings
         lines, record = [head, *plan.describe("rank")], {**_record(plan, "rank"), **facts}
-        # trained as memlaw train trains it: the law's budget, each answer's end token supervised too
-        training = law_config(law, args.data, fields=fields, rank=int(plan.rank), end_token=True)
+        # trained as memlaw train trains it: the law's budget, each answer's end token supervised
+        # too, the learning rate searched around the law's
+        training = law_config(law, args.data, fields=fields, rank=int(plan.rank), end_token=True, lr_search=True)
         record["train_command"] = train_command(training, depth=law_depth(law))
         lines.append(f"to train as planned: {record['train_command']}")
         if args.verify:

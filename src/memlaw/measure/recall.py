@@ -47,22 +47,27 @@ class GreedyRecall:
 
 @dataclass
 class RecallMeasurement:
+    """Teacher-forced statistics of every supervised token. Loss, share above p = 0.5 and argmax
+    accuracy are over the answer tokens (the law's ℓ); certification and greedy recall also
+    cover each answer's end token, when it is trained."""
+
     tokens: TokenLosses
-    lengths: list[int]
+    lengths: list[int]  # supervised tokens per item
     greedy: GreedyRecall | None
+    answer: torch.Tensor  # per supervised token: True for an answer token, False for an end token
 
     @property
     def loss(self) -> float:
         """Mean nats per answer token (a token-weighted mean over items)."""
-        return float(self.tokens.losses.double().mean())
+        return float(self.tokens.losses[self.answer].double().mean())
 
     @property
     def frac_above_half(self) -> float:
-        return float((self.tokens.losses < CERTIFY_LOSS).double().mean())
+        return float((self.tokens.losses[self.answer] < CERTIFY_LOSS).double().mean())
 
     @property
     def argmax_accuracy(self) -> float:
-        return float(self.tokens.correct.double().mean())
+        return float(self.tokens.correct[self.answer].double().mean())
 
     @property
     def certified(self) -> bool:
@@ -97,7 +102,11 @@ def measure_recall(
                 model, data, pad_id=pad_id, batch_size=decode_batch_size, copies=copies, starts=starts
             )
         decoded = [compare_answers(outputs, answers) for outputs in generated]
-    return [RecallMeasurement(per_copy[j], lengths, decoded[j]) for j in range(copies)]
+    answer = torch.tensor(
+        [part for item in data.items for part in [True] * len(item.answer_ids) + [False] * len(item.end_ids)],
+        device=tokens.losses.device,
+    )
+    return [RecallMeasurement(per_copy[j], lengths, decoded[j], answer) for j in range(copies)]
 
 
 def first_argmax_errors(tokens: TokenLosses, lengths: list[int]) -> list[int]:
