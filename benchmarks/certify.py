@@ -17,6 +17,7 @@ and by two recipes:
   under the stubborn-token plateau rule, end tokens supervised);
 - ``before``: memlaw train as it was before the learning-rate search and end tokens (lr 0.03
   for every adapter, answers only), the baseline for steps to certification;
+- ``memft-ot``: ``memlaw train --method memft-ot``, to see whether MemFT certifies sooner;
 - ``practitioners``: what people run today, PEFT LoRA r 16, alpha 32 on the same modules, lr 2e-4
   decaying linearly, 3 epochs, batch 8, SFT on the answers and their end tokens.
 
@@ -58,6 +59,10 @@ ADAPTERS = {
 DEFAULT_RANK = 8
 #: memlaw train before the learning-rate search and the end tokens.
 BEFORE = {"lr_search": False, "end_token": False}
+#: The same with MemFT-OT instead of SFT.
+MEMFT = {"method": "memft-ot"}
+#: Recipes compared with memlaw's on a few adapters (``--baselines-on``).
+BASELINES = {"before": BEFORE, "memft-ot": MEMFT}
 #: The recipe practitioners run: PEFT LoRA r 16, alpha 32, lr 2e-4, 3 epochs (linear decay).
 PRACTITIONERS = {
     "rank": 16, "lora_alpha": 32.0, "lr": 2e-4, "epochs": 3, "until": "budget", "lr_search": False,
@@ -82,13 +87,13 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="JSONL of trainings (resumed when it exists)")
     parser.add_argument("--sets", help="comma list of sets (default: all)")
     parser.add_argument("--adapters", default=",".join(ADAPTERS), help="comma list of adapters")
-    parser.add_argument("--recipes", default="memlaw,before,practitioners", help="comma list of recipes")
+    parser.add_argument("--recipes", default="memlaw,before,memft-ot,practitioners", help="comma list of recipes")
     parser.add_argument(
-        "--before-on", default="default", help="adapters the before recipe trains (lr 0.03 runs long on the others)"
+        "--baselines-on", default="default", help="adapters the before and memft-ot recipes train (default: default)"
     )
     parser.add_argument("--autocast", action="store_true", help="bf16 autocast for training (measurements float32)")
     args = parser.parse_args()
-    args.before_on = args.before_on.split(",")
+    args.baselines_on = args.baselines_on.split(",")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +115,7 @@ def main() -> None:
         for adapter in args.adapters.split(","):
             settings, rank = ADAPTERS[adapter]
             for recipe in args.recipes.split(","):
-                if (name, adapter, recipe) in done or (recipe == "before" and adapter not in args.before_on):
+                if (name, adapter, recipe) in done or (recipe in BASELINES and adapter not in args.baselines_on):
                     continue
                 if rank is None and planned is None:  # the plan for the default adapter, as memlaw plan makes it
                     content = content_losses(replace(base, end_token=False), loaded)
@@ -118,7 +123,7 @@ def main() -> None:
                     planned = int(plan.rank)
                 config = replace(base, **settings, rank=rank or max(planned, DEFAULT_RANK))
                 if recipe != "memlaw":
-                    config = replace(config, **{"before": BEFORE, "practitioners": PRACTITIONERS}[recipe])
+                    config = replace(config, **{**BASELINES, "practitioners": PRACTITIONERS}[recipe])
                 result = run_probe(config, loaded)
                 result.adapter.remove()
                 row = {
@@ -155,14 +160,14 @@ def print_table(rows: list[dict]) -> None:
     by_key = {(r["set"], r["adapter"], r["recipe"]): r for r in rows}
     print(
         "\n| set | adapter | rank | tokens | memlaw: certified | exact | steps to certify | s | lr | "
-        "before: steps to certify | recipe: certified | exact | tokens at p ≤ 0.5 |"
+        "before: steps to certify | memft-ot: steps to certify | recipe: certified | exact | tokens at p ≤ 0.5 |"
     )
-    print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|")
+    print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     pairs = sorted({(r["set"], r["adapter"]) for r in rows})
     for name, adapter in pairs:
         ours, theirs = by_key.get((name, adapter, "memlaw")), by_key.get((name, adapter, "practitioners"))
-        before = by_key.get((name, adapter, "before"))
-        first = ours or before or theirs
+        baselines = [by_key.get((name, adapter, recipe)) for recipe in BASELINES]
+        first = ours or theirs or next(b for b in baselines if b)
         cells = [name, adapter, str(first["rank"] if ours else "—"), str(first["length"])]
         if ours:
             cells += [
@@ -172,12 +177,13 @@ def print_table(rows: list[dict]) -> None:
             ]  # fmt: skip
         else:
             cells += ["—"] * 5
-        if before is None:
-            cells.append("—")
-        else:
-            cells.append(
-                str(before["certified_step"]) if before["certified"] else f"not certified ({before['stubborn']} left)"
-            )
+        for baseline in baselines:
+            if baseline is None:
+                cells.append("—")
+            elif baseline["certified"]:
+                cells.append(str(baseline["certified_step"]))
+            else:
+                cells.append(f"not certified ({baseline['stubborn']} left)")
         if theirs:
             cells += ["yes" if theirs["certified"] else "no", f"{theirs['exact_match']:.0%}", str(theirs["stubborn"])]
         else:
@@ -192,17 +198,16 @@ def print_table(rows: list[dict]) -> None:
                 print(
                     f"  {adapter}: median steps to certification {statistics.median(steps):g} ({len(steps)} certified)"
                 )
-    pairs = [
-        (r["certified_step"], by_key[(r["set"], r["adapter"], "before")]["certified_step"])
-        for r in ours
-        if (r["set"], r["adapter"], "before") in by_key
-        and r["certified"]
-        and by_key[(r["set"], r["adapter"], "before")]["certified"]
-    ]
-    if pairs:
-        now, then = zip(*pairs, strict=True)
-        print(f"median steps to certification where both certified: {statistics.median(now):g} now, "
-              f"{statistics.median(then):g} before ({len(pairs)} trainings)")  # fmt: skip
+    for recipe in BASELINES:
+        pairs = [
+            (r["certified_step"], by_key[(r["set"], r["adapter"], recipe)]["certified_step"])
+            for r in ours
+            if r["certified"] and by_key.get((r["set"], r["adapter"], recipe), {}).get("certified")
+        ]
+        if pairs:
+            now, then = zip(*pairs, strict=True)
+            print(f"median steps to certification where memlaw and {recipe} both certified: "
+                  f"{statistics.median(now):g} and {statistics.median(then):g} ({len(pairs)} trainings)")  # fmt: skip
     theirs = [r for r in rows if r["recipe"] == "practitioners"]
     if theirs:
         left = sum(r["stubborn"] > 0 for r in theirs)
