@@ -7,10 +7,10 @@ from memlaw.data import encode_items, long_context_item
 from memlaw.errors import MemlawInputError
 from memlaw.models import build_tiny_model
 from memlaw.models.loading import bf16_autocast_available
-from memlaw.placements import BypassConfig
+from memlaw.placements import PLACEMENTS, BypassConfig
 from memlaw.probe import ProbeConfig, run_probe, run_probes
 from memlaw.training import SFT, TrainConfig, train_adapter
-from memlaw.training.trainer import Plateau, loss_slope
+from memlaw.training.trainer import Plateau, loss_slope, train_copies
 
 
 def random_tokens(tokenizer, length, seed=0):
@@ -86,6 +86,17 @@ def test_a_long_budget_on_a_memorised_item_is_not_budget_limited(tokenizer):
     data = random_tokens(tokenizer, 12)
     log = train(tokenizer, data, rank=8, steps=400, lr=2e-2)
     assert log.stop_reason == "budget" and log.certified_step is not None and not log.budget_limited
+
+
+def test_a_race_stops_every_copy_once_one_certifies(tokenizer):
+    # rank 16 certifies 12 random tokens within a few dozen steps; rank 1 alone would run on
+    data = random_tokens(tokenizer, 12)
+    loaded = build_tiny_model(tokenizer)
+    adapter = PLACEMENTS["bypass"].stack(loaded.model, [BypassConfig(rank=16), BypassConfig(rank=1)], [0, 0])
+    config = TrainConfig(until="converged", max_steps=400, lr=2e-2)
+    fast, slow = train_copies(adapter, data, SFT(), config, pad_id=tokenizer.pad_token_id, race=True)
+    assert (fast.stop_reason, slow.stop_reason) == ("certified", "outrun")
+    assert fast.steps == fast.certified_step == slow.steps < 400 and slow.certified_step is None
 
 
 def test_certified_and_converged_both_stop_at_certification(tokenizer):

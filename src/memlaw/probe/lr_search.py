@@ -6,8 +6,8 @@ search trains ``len(LR_FACTORS)`` copies of the probe's adapter stacked in one p
 probe's rate times one factor, for ``LR_SEARCH_STEPS`` steps at a constant rate, and keeps the
 rate whose copy ends with the lowest loss (mean of its last steps). The copies start from the
 same initial weights and see the same batches, so they differ by their rate alone. Copies that
-certify within the test score best, the first to certify first. It costs 5 copies for 20
-steps, 5 % of the default cap of 2,000 steps.
+certify within the test score best, and the search ends as soon as one does. It costs at most
+5 copies for 20 steps, 5 % of the default cap of 2,000 steps.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def search_lr(config: ProbeConfig, loaded: LoadedModel, data: EncodedData) -> Lr
         )  # fmt: skip
         logs = train_copies(
             adapter, data, make_objective(config.method, config.method_options), short,
-            pad_id=pad_id, lrs=rates, eval_batch_size=config.eval_batch_size, cache=cache,
+            pad_id=pad_id, lrs=rates, race=True, eval_batch_size=config.eval_batch_size, cache=cache,
         )  # fmt: skip
     finally:
         adapter.remove()
@@ -72,4 +72,4 @@ def search_lr(config: ProbeConfig, loaded: LoadedModel, data: EncodedData) -> Lr
         steps[rate] = log.steps
     # ties (copies that certified): the one that certified first, then the smaller rate
     best = min(scores, key=lambda rate: (scores[rate], steps[rate], rate))
-    return LrChoice(best, scores, LR_SEARCH_STEPS)
+    return LrChoice(best, scores, max(log.steps for log in logs))

@@ -121,6 +121,7 @@ def train_copies(
     pad_id: int,
     seeds: list[int] | None = None,
     lrs: list[float] | None = None,
+    race: bool = False,
     eval_batch_size: int = 16,
     cache: PrefixCache | None = None,
     progress: bool = False,
@@ -130,7 +131,8 @@ def train_copies(
     Copy j draws its batch order from ``seeds[j]`` (default: ``config.seed``); its batch rows
     form block j of every step's batch, its loss is normalised over its own tokens and its
     gradient clipped on its own, so it follows the trajectory it would follow alone. Its
-    learning rate is ``lrs[j]`` (default: ``config.lr``).
+    learning rate is ``lrs[j]`` (default: ``config.lr``). With ``race``, every copy stops as soon as
+    one certifies (stop reason "outrun"): the learning-rate search needs no more.
 
     Certification: a copy's clean check runs after an epoch in which every training batch of
     that copy was already below ln 2 (a cheap trigger; without it a check would cost a forward
@@ -203,6 +205,9 @@ def train_copies(
                     certified[j] = step  # the parameters after ``step`` updates are certified
                     if stop_at_certified and reasons[j] is None:
                         reasons[j] = "certified"
+            if race and "certified" in reasons:
+                reasons = [reason or "outrun" for reason in reasons]
+            for j in active:
                 if reasons[j] is None:
                     curves[j].append(mean[j])
                     epoch_losses[j].append(mean[j])
@@ -250,6 +255,8 @@ def train_copies(
                     certified[j] = step
                     if stop_at_certified:
                         reasons[j] = "certified"
+            if race and "certified" in reasons:
+                reasons = [reason or "outrun" for reason in reasons]
     bar.close()
     adapter.train(False)
     end = "max_steps" if config.until == "converged" else "budget"
