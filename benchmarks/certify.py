@@ -43,9 +43,10 @@ from memlaw.cli.train import TRAIN_DEFAULTS
 from memlaw.constants import DEFAULT_MODEL, MLP_MODULES
 from memlaw.law.library import find_law
 from memlaw.law.plan import plan_rank
+from memlaw.measure.greedy import greedy_reply
 from memlaw.probe.config import ProbeConfig
 from memlaw.probe.content import content_losses
-from memlaw.probe.data import prepare
+from memlaw.probe.data import build_data, prepare
 from memlaw.probe.run import run_probe
 
 #: Adapter settings (on top of train's defaults) and rank; None: ``DEFAULT_RANK`` or the plan's.
@@ -125,6 +126,7 @@ def main() -> None:
                 if recipe != "memlaw":
                     config = replace(config, **{**BASELINES, "practitioners": PRACTITIONERS}[recipe])
                 result = run_probe(config, loaded)
+                asked = asked_exactly(config, loaded) if recipe == "memlaw" else None
                 result.adapter.remove()
                 row = {
                     "set": name, "adapter": adapter, "recipe": recipe, "rank": config.rank,
@@ -137,7 +139,7 @@ def main() -> None:
                     "frac_above_half": result.frac_above_half, "steps": result.steps, "seconds": result.seconds,
                     "stop_reason": result.stop_reason, "plateau_measure": result.plateau_measure,
                     "lr": config.lr if result.lr_choice is None else result.lr_choice["lr"],
-                    "lr_choice": result.lr_choice, "autocast": args.autocast,
+                    "lr_choice": result.lr_choice, "autocast": args.autocast, "asked_exact": asked,
                 }  # fmt: skip
                 with out.open("a", encoding="utf-8") as handle:
                     handle.write(json.dumps(row) + "\n")
@@ -146,12 +148,26 @@ def main() -> None:
     print_table([row for key, row in done.items() if key[0] in chosen])
 
 
+def asked_exactly(config: ProbeConfig, loaded) -> float:
+    """Share of items for which what ``memlaw ask`` prints (``greedy_reply``) is exactly the
+    memorised answer: every answer token, and nothing after it."""
+    data = build_data(config, loaded.tokenizer, int(loaded.model.config.vocab_size))
+    exact = 0
+    for item in data.items:
+        reply = greedy_reply(
+            loaded.model, loaded.tokenizer, list(item.prompt_ids), config.prompt_format, len(item.answer_ids) + 16
+        )
+        exact += reply == loaded.tokenizer.decode(item.answer_ids, skip_special_tokens=True)
+    return exact / len(data.items)
+
+
 def describe(row: dict) -> str:
     certified = f"certified at step {row['certified_step']}" if row["certified"] else "not certified"
     return (
         f"{row['set']} / {row['adapter']} rank {row['rank']} / {row['recipe']}: {certified}, "
         f"exact {row['exact_match']:.0%}, "
         f"{row['stubborn']} tokens at p <= 0.5, {row['steps']} steps, {row['seconds']:.0f} s, lr {row['lr']:.3g}"
+        + ("" if row.get("asked_exact") is None else f", memlaw ask exact {row['asked_exact']:.0%}")
     )
 
 
@@ -159,10 +175,10 @@ def print_table(rows: list[dict]) -> None:
     """One line per set and adapter: memlaw's result, then the practitioners' recipe."""
     by_key = {(r["set"], r["adapter"], r["recipe"]): r for r in rows}
     print(
-        "\n| set | adapter | rank | tokens | memlaw: certified | exact | steps to certify | s | lr | "
+        "\n| set | adapter | rank | tokens | memlaw: certified | exact | ask exact | steps to certify | s | lr | "
         "before: steps to certify | memft-ot: steps to certify | recipe: certified | exact | tokens at p ≤ 0.5 |"
     )
-    print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+    print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     pairs = sorted({(r["set"], r["adapter"]) for r in rows})
     for name, adapter in pairs:
         ours, theirs = by_key.get((name, adapter, "memlaw")), by_key.get((name, adapter, "practitioners"))
@@ -172,11 +188,12 @@ def print_table(rows: list[dict]) -> None:
         if ours:
             cells += [
                 "yes" if ours["certified"] else f"no ({ours['stubborn']} left)", f"{ours['exact_match']:.0%}",
+                "—" if ours.get("asked_exact") is None else f"{ours['asked_exact']:.0%}",
                 str(ours["certified_step"] if ours["certified"] else "—"), f"{ours['seconds']:.0f}",
                 f"{ours['lr']:.3g}",
             ]  # fmt: skip
         else:
-            cells += ["—"] * 5
+            cells += ["—"] * 6
         for baseline in baselines:
             if baseline is None:
                 cells.append("—")

@@ -26,10 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from memlaw.cli.common import quiet_libraries
 
     quiet_libraries(quiet=True)  # first: tqdm reads its settings when first imported; only the answer is printed
-    import torch
 
-    from memlaw.data.encoding import encode_items, end_of_answer
+    from memlaw.data.encoding import encode_items
     from memlaw.data.items import MemoryItem
+    from memlaw.measure.greedy import greedy_reply
     from memlaw.models.loading import load_model
     from memlaw.placements import load_adapter
     from memlaw.probe.config import ProbeConfig
@@ -55,19 +55,8 @@ def run(args: argparse.Namespace) -> int:
         prompt_format=config.prompt_format,
         system_prompt=config.system_prompt,
     ).items
-    input_ids = torch.tensor([item.prompt_ids], device=loaded.model.device)
-    # stop where a trained answer ends (its end token), or at the model's own end of sequence
-    ends = list(end_of_answer(loaded.tokenizer, config.prompt_format))
-    if loaded.tokenizer.eos_token_id is not None:
-        ends.append(loaded.tokenizer.eos_token_id)
-    with torch.inference_mode():
-        generated = loaded.model.generate(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            do_sample=False,
-            max_new_tokens=args.max_new_tokens,
-            eos_token_id=ends,
-            pad_token_id=loaded.tokenizer.pad_token_id,
-        )[0, input_ids.shape[1] :]
-    print(loaded.tokenizer.decode(generated, skip_special_tokens=True))
+    reply = greedy_reply(
+        loaded.model, loaded.tokenizer, list(item.prompt_ids), config.prompt_format, args.max_new_tokens
+    )
+    print(reply)
     return 0

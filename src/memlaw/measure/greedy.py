@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel
 
-from memlaw.data.encoding import EncodedData
+from memlaw.data.encoding import EncodedData, end_of_answer
 
 
 @torch.inference_mode()
@@ -60,3 +60,24 @@ def greedy_answers(
         for row, (j, i) in enumerate(rows):
             outputs[j][i] = outputs[j][i] + generated[row, : len(answers[i]) - starts[j][i]].tolist()
     return outputs
+
+
+@torch.inference_mode()
+def greedy_reply(
+    model: PreTrainedModel, tokenizer, prompt_ids: list[int], prompt_format: str, max_new_tokens: int
+) -> str:
+    """What ``memlaw ask`` prints: greedy decoding from ``prompt_ids`` until the token that ends a
+    trained answer (``end_of_answer``) or the model's own end of sequence, special tokens dropped."""
+    ends = list(end_of_answer(tokenizer, prompt_format))
+    if tokenizer.eos_token_id is not None:
+        ends.append(tokenizer.eos_token_id)
+    input_ids = torch.tensor([prompt_ids], device=model.device)
+    generated = model.generate(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=ends,
+        pad_token_id=tokenizer.pad_token_id,
+    )[0, input_ids.shape[1] :]
+    return tokenizer.decode(generated, skip_special_tokens=True)
