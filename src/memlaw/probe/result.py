@@ -121,6 +121,8 @@ def build_result(
     seconds: float,
     tokenizer=None,
     stacked_copies: int = 1,
+    *,
+    lr_choice: dict[str, Any] | None = None,
 ) -> ProbeResult:
     assert after.greedy is not None
     return ProbeResult(
@@ -153,6 +155,7 @@ def build_result(
         stacked_copies=stacked_copies,
         plateau_measure=log.plateau_measure,
         excess_slope=log.excess_slope,
+        lr_choice=lr_choice,
         adapter=adapter,
     )
 

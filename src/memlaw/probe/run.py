@@ -140,15 +140,14 @@ def probe_together(
             afters = measure_recall(model, data, copies=copies, **measure)
         # each copy's share of the pass, by the steps it trained (a stopped copy leaves the batch)
         elapsed, steps = time.perf_counter() - started, [max(1, log.steps) for log in logs]
-        results = [
+        chosen = None if lr_choice is None else lr_choice.to_dict()
+        return [
             build_result(
-                c, adapter, j, data, before, after, log, elapsed * steps[j] / sum(steps), loaded.tokenizer, copies
+                c, adapter, j, data, before, after, log, elapsed * steps[j] / sum(steps), loaded.tokenizer, copies,
+                lr_choice=chosen,
             )
             for j, (c, after, log) in enumerate(zip(configs, afters, logs, strict=True))
-        ]
-        for result in results:
-            result.lr_choice = None if lr_choice is None else lr_choice.to_dict()
-        return results
+        ]  # fmt: skip
     except BaseException:  # never leave a half-trained adapter on a shared model
         adapter.remove()
         raise
