@@ -14,6 +14,19 @@ from memlaw.placements import Adapter
 logging.set_verbosity_error()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_cache(tmp_path_factory) -> Iterator[None]:
+    """Converted GGUF models cached for the session, never in the user's cache: the default
+    model converts once, and every later load (CLI runs included) reads the cache."""
+    before = os.environ.get("MEMLAW_CACHE")
+    os.environ["MEMLAW_CACHE"] = str(tmp_path_factory.mktemp("memlaw-cache"))
+    yield
+    if before is None:
+        os.environ.pop("MEMLAW_CACHE", None)
+    else:
+        os.environ["MEMLAW_CACHE"] = before
+
+
 @pytest.fixture(autouse=True)
 def memlaw_home(tmp_path, monkeypatch):
     """memlaw's own folder (calibrated laws, track record) per test, never the user's; and

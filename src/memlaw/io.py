@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,22 +22,36 @@ def whole(value: float) -> float | int:
 
 
 def check_input_file(path: str | Path, missing: str) -> Path:
-    """``path`` if it is a file; else one clear error (``missing`` says what to give when absent)."""
+    """``path`` if it is a regular file; else one clear error (``missing`` says what to give when
+    absent). Devices and FIFOs are refused: reading them would block or read nothing."""
     source = Path(path)
     if source.is_dir():
         raise MemlawInputError(f"{source} is a folder, not a file: give a file inside it")
+    if source.exists() and not source.is_file():
+        raise MemlawInputError(f"{source} is not a regular file (a device, FIFO or socket): give a file")
     if not source.is_file():
         raise MemlawInputError(f"{missing}: {source}")
     return source
 
 
 def read_user_text(path: str | Path, missing: str) -> str:
-    """A user's UTF-8 file, or one clear error: ``missing`` says what to give when it is absent."""
+    """A user's UTF-8 file, or one clear error: ``missing`` says what to give when it is absent.
+    A leading byte-order mark (spreadsheets write one) is dropped."""
     source = check_input_file(path, missing)
     try:
-        return source.read_text(encoding="utf-8")
+        return source.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise MemlawInputError(f"{source} is not UTF-8 text ({err.reason} at byte {err.start})") from err
+
+
+def output_mode(target: Path, *, folder: bool = False) -> int:
+    """The permissions an output gets: an existing file's own, else what the user's umask gives a
+    new file or folder (temporary files start private, 0600, and would otherwise keep that)."""
+    if target.is_file():
+        return stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if folder else 0o666) & ~umask
 
 
 def write_json_atomic(path: str | Path, payload: Any) -> None:
@@ -54,6 +69,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, output_mode(target))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -73,6 +89,7 @@ def write_dir_atomic(path: str | Path, fill: Callable[[Path], None]) -> None:
         raise MemlawInputError(f"cannot write {target}: {err.strerror or err}") from err
     try:
         fill(staging)
+        staging.chmod(output_mode(target, folder=True))
         if target.exists():
             target.rmdir()  # fails (loudly) unless empty
         staging.rename(target)

@@ -1,7 +1,10 @@
 """Hostile input, class by class: one clear line, exit 2, and nothing written or modified."""
 
 import json
+import os
 import sqlite3
+import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +201,122 @@ def test_fuzzing_finds_stay_fixed(cli, law_file, tmp_path, tiny_dir):
         "must be a number, got 'banana', e.g. --method-options '{threshold: 0.5}'",
     )  # fmt: skip
     assert not (tmp_path / "a").exists()
+
+
+def checksums(*paths):
+    import hashlib
+
+    return [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]
+
+
+def test_outputs_that_collide_with_each_other_or_an_input_are_refused_before_any_work(cli, law_file, tmp_path):
+    folder = tmp_path / "D"
+    plan = ("plan", "--law", str(law_file), "--length", "20")
+    one_line_exit_2(cli(*plan, "--out", str(folder / "plan.json"), "--emit", "peft", str(folder)), "lies inside --emit")
+    one_line_exit_2(cli(*plan, "--out", str(folder), "--emit", "peft", str(folder)), "name the same place")
+    one_line_exit_2(cli(*plan, "--out", str(law_file)), "is also --law, which it would overwrite")
+    assert not folder.exists()
+    points = tmp_path / "p.csv"
+    points.write_text("rank,length,delta_loss\n1,8,1\n2,8,2\n4,8,3\n1,16,0.5\n2,16,1\n4,16,2\n")
+    before = checksums(points, law_file)
+    one_line_exit_2(cli("fit", "--from", str(points), "--out", str(points)), "is also --from")
+    one_line_exit_2(cli("results", "--store", str(points), "--csv", str(points)), "is also --store")
+    assert checksums(points, law_file) == before
+
+
+@pytest.fixture()
+def damaged_store(tmp_path):
+    """A real store, then one of its measurement columns dropped (as an older or foreign tool might)."""
+    from memlaw.sweep.store import ResultsStore
+
+    path = tmp_path / "s.db"
+    ResultsStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE cells DROP COLUMN final_loss")
+    db.commit()
+    db.close()  # checkpointed: the whole store is in the one file
+    return path
+
+
+@pytest.mark.parametrize("extra", [[], ["--where", "final_loss=1"], ["--csv", "out.csv"]])
+def test_a_store_that_lacks_a_column_is_named_damaged_and_left_alone(cli, damaged_store, tmp_path, extra, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = checksums(damaged_store)
+    one_line_exit_2(cli("results", "--store", str(damaged_store), *extra), "damaged memlaw results store")
+    assert checksums(damaged_store) == before and not (tmp_path / "out.csv").exists()
+
+
+@pytest.fixture()
+def saved_adapter(cli, tiny_dir, tmp_path):
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text('{"key": "Ada", "value": "7381"}\n')
+    folder = tmp_path / "adapter"
+    code, _, err = cli("probe", "--model", tiny_dir, "--data", str(facts), "--epochs", "1", "--save", str(folder))
+    assert code == 0, err
+    return folder
+
+
+def test_a_damaged_adapter_is_one_line(cli, saved_adapter):
+    weights = saved_adapter / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    one_line_exit_2(cli("ask", str(saved_adapter), "Ada"), "the adapter's weights cannot be loaded")
+
+
+def test_ask_refuses_what_goes_beyond_the_context_before_the_weights_load(cli, saved_adapter, tiny_dir, tmp_path):
+    # the adapter's model without its weights: a check made after loading would fail on them instead
+    weightless = tmp_path / "weightless"
+    weightless.mkdir()
+    for part in Path(tiny_dir).iterdir():
+        if not part.name.endswith(".safetensors"):
+            (weightless / part.name).write_bytes(part.read_bytes())
+    settings = saved_adapter / "probe_config.json"
+    settings.write_text(json.dumps({**json.loads(settings.read_text()), "model": str(weightless)}))
+    one_line_exit_2(cli("ask", str(saved_adapter), "Ada " * 5000), "beyond the model's context of 2,048 tokens")
+    one_line_exit_2(cli("ask", str(saved_adapter), "Ada", "--max-new-tokens", "65536"), "lower --max-new-tokens")
+    one_line_exit_2(cli("ask", str(saved_adapter), "Ada", "--max-new-tokens", "0"), "must be ≥ 1")
+
+
+def test_library_warnings_never_reach_the_user(capfd, tmp_path):
+    import warnings
+
+    from memlaw.cli.main import main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy RuntimeWarning would end the plan with it
+        assert main(["plan", "--rank", "576", "--ratio", "1.0"]) == 0  # full rank, valid
+    capfd.readouterr()
+    fake = tmp_path / "fake.parquet"
+    fake.write_text("key,value\nAda,7381\n")
+    assert main(["plan", "--data", str(fake)]) == 2
+    _, err = capfd.readouterr()
+    assert err.strip().splitlines() == [err.strip()] and "could not be read as PARQUET" in err, err
+
+
+def test_files_that_are_not_data_say_what_they_are(cli, law_file, tmp_path):
+    (tmp_path / "header.csv").write_text("key,value\n")
+    plan = ("plan", "--law", str(law_file), "--data")
+    one_line_exit_2(cli(*plan, str(tmp_path / "header.csv")), "has no records (a header line only)")
+    one_line_exit_2(cli(*plan, "/dev/null"), "is not a regular file")
+    os.mkfifo(tmp_path / "fifo.jsonl")  # read, it would block for ever
+    one_line_exit_2(cli(*plan, str(tmp_path / "fifo.jsonl")), "is not a regular file")
+
+
+def test_outputs_follow_the_umask_and_a_replaced_file_keeps_its_mode_and_is_announced(cli, law_file, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        out = tmp_path / "plan.json"
+        code, _, err = cli("plan", "--law", str(law_file), "--length", "20", "--out", str(out))
+        assert code == 0 and err == "" and stat.S_IMODE(out.stat().st_mode) == 0o644, err
+        out.chmod(0o640)
+        code, _, err = cli("plan", "--law", str(law_file), "--length", "20", "--out", str(out))
+        assert code == 0 and f"--out {out} exists: it will be replaced" in err
+        assert stat.S_IMODE(out.stat().st_mode) == 0o640
+        report = tmp_path / "report"
+        points = tmp_path / "p.csv"
+        points.write_text("rank,length,delta_loss\n1,8,1\n2,8,2\n4,8,3\n1,16,0.5\n2,16,1\n4,16,2\n")
+        code, _, err = cli("report", "--from", str(points), "--out", str(report), "--bootstrap", "0")
+        assert code == 0, err
+        assert stat.S_IMODE(report.stat().st_mode) == 0o755
+        assert all(stat.S_IMODE(f.stat().st_mode) == 0o644 for f in report.iterdir() if f.is_file())
+    finally:
+        os.umask(previous)

@@ -1,6 +1,9 @@
 """``memlaw train`` on a tiny model: certify, save, reload and recall verbatim; the report; bad input."""
 
 import json
+import signal
+import subprocess
+import sys
 
 import pytest
 from peft import PeftModel
@@ -151,3 +154,25 @@ def test_train_defaults_are_the_budget_of_the_packaged_peft_law():
     }
     assert differing == {}
     assert law.provenance_["placement"] == "peft" and law.reference_["layers"] == 30
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_ctrl_c_or_sigterm_mid_training_ends_in_one_line_and_writes_nothing(tiny_dir, tmp_path, stop, status, word):
+    data_file, out = write_jsonl(tmp_path / "facts.jsonl"), tmp_path / "adapter"
+    command = [
+        sys.executable, "-m", "memlaw.cli.main", "train", data_file, "--model", tiny_dir, "--until", "budget",
+        "--steps", "1000000", "--lr-search", "false", "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "|" not in seen:  # the progress bar: training runs, with nearly all of its million steps left
+        char = proc.stderr.read(1)
+        assert char, f"train ended before training: {seen}"
+        seen += char
+    proc.send_signal(stop)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == status, seen + err
+    assert (seen + err).replace("\r", "\n").strip().splitlines()[-1] == f"memlaw train: {word}; nothing was written"
+    assert not out.exists()

@@ -36,6 +36,8 @@ def test_plain_text_is_one_item_with_the_fixed_key(tmp_path):
         (['["a", "b"]'], r"d\.jsonl:1: expected a JSON object"),
         (['{"key": "a", "value": ["b"]}'], r"d\.jsonl:1: field 'value' must be a string"),
         (['{"key": "a", "value": ""}'], r"d\.jsonl:1: field 'value' is empty"),
+        (['{"key": "a", "value": " \\t "}'], r"d\.jsonl:1: field 'value' is empty or blank"),
+        (['{"key": "a", "value": null}'], r"d\.jsonl:1: field 'value' must be a string, got NoneType"),
         (["", "  "], r"has no records"),
     ],
 )
@@ -87,6 +89,14 @@ def test_conversations_answer_with_their_last_assistant_turn(tmp_path, tokenizer
         ([{"role": "user", "content": "hi"}], "no assistant turn"),
         ([{"role": "assistant", "content": "hi"}], "answers no user turn"),
         ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}], "is empty"),
+        (
+            [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": "?"},
+            ],
+            "ends with a user turn after the last assistant turn, which would be dropped",
+        ),
         ([{"role": "robot", "content": "hi"}], "turn 1 of 'messages' must be"),
         ("hello", "non-empty list"),
     ],
@@ -128,3 +138,25 @@ def test_bad_tables_and_fields_are_one_clear_error(tmp_path):
         load_items(text, ["a", "b"])
     with pytest.raises(MemlawInputError, match="two column names"):
         load_items(write(tmp_path / "d.jsonl", ['{"a": "1", "b": "2"}']), ["a"])
+
+
+def test_spreadsheet_exports_with_a_byte_order_mark_read_as_without(tmp_path):
+    bom = "\ufeff"
+    csv_path = tmp_path / "export.csv"
+    csv_path.write_text(bom + "key,value\nAda,1815\n", encoding="utf-8")
+    jsonl_path = tmp_path / "export.jsonl"
+    jsonl_path.write_text(bom + json.dumps({"key": "Ada", "value": "1815"}) + "\n", encoding="utf-8")
+    text_path = tmp_path / "export.txt"
+    text_path.write_text(bom + "Line one.\n", encoding="utf-8")
+    for path in (csv_path, jsonl_path):
+        assert [(i.key, i.value) for i in load_items(path)] == [("Ada", "1815")]
+    assert load_items(text_path)[0].value == "Line one.\n"
+
+
+def test_a_column_named_twice_is_refused(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("key,value,value\nAda,1815,1816\n", encoding="utf-8")
+    with pytest.raises(MemlawInputError, match="the header names value more than once"):
+        load_items(table)
+    with pytest.raises(MemlawInputError, match="names the column 'key' twice"):
+        load_items(write(tmp_path / "d.jsonl", ['{"key": "1", "value": "2"}']), ["key", "key"])

@@ -5,6 +5,7 @@ import torch
 
 from memlaw.errors import MemlawInputError
 from memlaw.models import build_tiny_model, default_layer, load_model, resolve_device
+from memlaw.models.cache import cached_folder
 from memlaw.models.loading import DEFAULT_MODEL, _resolve_source
 
 
@@ -56,3 +57,32 @@ def test_devices_and_dtypes():
         resolve_device("tpu-ish")
     with pytest.raises(MemlawInputError, match="unknown dtype"):
         load_model("whatever", dtype="float8")
+
+
+def test_the_cache_of_a_converted_gguf_file_is_named_after_its_content(tmp_path):
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"first version")
+    first = cached_folder(gguf, "float32")
+    assert cached_folder(gguf, "float32") == first and cached_folder(gguf, "bfloat16") != first
+    gguf.write_bytes(b"second version")  # a changed file never reuses the stale conversion
+    assert cached_folder(gguf, "float32") != first
+
+
+@pytest.mark.slow
+def test_a_second_load_of_a_gguf_model_comes_from_the_cache_and_computes_the_same(default_model):
+    folder, gguf = _resolve_source(DEFAULT_MODEL, None)
+    cache = cached_folder(Path(folder) / gguf, "float32")
+    assert cache.is_dir()  # the session's first load converted the GGUF file and kept the result
+    again = load_model(device="cpu")
+    assert Path(again.model.config.name_or_path) == cache
+    messages = [{"role": "user", "content": "Where is the printer? Room B2, next to the scanner."}]
+    ids = default_model.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+    ids = getattr(ids, "input_ids", ids)
+    again_ids = again.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+    assert torch.equal(getattr(again_ids, "input_ids", again_ids), ids)
+    assert (again.tokenizer.eos_token_id, again.tokenizer.pad_token_id) == (
+        default_model.tokenizer.eos_token_id,
+        default_model.tokenizer.pad_token_id,
+    )
+    with torch.inference_mode():
+        assert torch.equal(again.model(ids).logits, default_model.model(ids).logits)

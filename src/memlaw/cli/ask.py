@@ -8,17 +8,19 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
+from memlaw.cli.common import positive_int
 from memlaw.errors import MemlawInputError
-
-#: Longest answer ask generates (a typo of many digits would otherwise run for ever).
-MAX_NEW_TOKENS = 65_536
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("ask", help="answer a prompt with a saved adapter", description=__doc__)
     parser.add_argument("adapter", help="folder written by memlaw train --out or memlaw probe --save")
     parser.add_argument("prompt", help="the key or question, as in the trained data")
-    parser.add_argument("--max-new-tokens", type=int, default=64, help="longest answer (default 64; stops at EOS)")
+    parser.add_argument(
+        "--max-new-tokens", type=positive_int, default=64,
+        help="longest answer (default 64; stops where a trained answer ends; prompt and answer must fit the "
+        "model's context)",
+    )  # fmt: skip
     parser.set_defaults(run=run)
 
 
@@ -30,12 +32,10 @@ def run(args: argparse.Namespace) -> int:
     from memlaw.data.encoding import encode_items
     from memlaw.data.items import MemoryItem
     from memlaw.measure.greedy import greedy_reply
-    from memlaw.models.loading import load_model
+    from memlaw.models.loading import load_model, load_model_config, load_tokenizer
     from memlaw.placements import load_adapter
     from memlaw.probe.config import ProbeConfig
 
-    if not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS:
-        raise MemlawInputError(f"--max-new-tokens must be between 1 and {MAX_NEW_TOKENS:,}, got {args.max_new_tokens}")
     settings_file = Path(args.adapter) / "probe_config.json"
     if not settings_file.is_file():
         raise MemlawInputError(
@@ -47,14 +47,22 @@ def run(args: argparse.Namespace) -> int:
         config = ProbeConfig(**{f.name: saved[f.name] for f in fields(ProbeConfig) if f.name in saved})
     except (ValueError, TypeError) as err:  # JSON errors and undecodable bytes are ValueErrors
         raise MemlawInputError(f"{settings_file} is damaged ({type(err).__name__}: {err})") from err
-    loaded = load_model(config.model, gguf_file=config.gguf_file, dtype=config.dtype, device=config.device)
-    load_adapter(loaded.model, args.adapter)
+    # the prompt checked against the model's context before its weights load
+    tokenizer = load_tokenizer(config.model, config.gguf_file)
     (item,) = encode_items(
-        [MemoryItem(args.prompt, "")],
-        loaded.tokenizer,
-        prompt_format=config.prompt_format,
-        system_prompt=config.system_prompt,
+        [MemoryItem(args.prompt, "")], tokenizer, prompt_format=config.prompt_format, system_prompt=config.system_prompt
     ).items
+    context = getattr(load_model_config(config.model, config.gguf_file), "max_position_embeddings", None)
+    if context is not None and len(item.prompt_ids) + args.max_new_tokens > context:
+        raise MemlawInputError(
+            f"the prompt is {len(item.prompt_ids):,} tokens as formatted, and with --max-new-tokens "
+            f"{args.max_new_tokens:,} it goes beyond the model's context of {context:,} tokens: shorten the prompt "
+            "or lower --max-new-tokens"
+        )
+    loaded = load_model(
+        config.model, gguf_file=config.gguf_file, dtype=config.dtype, device=config.device, tokenizer=tokenizer
+    )
+    load_adapter(loaded.model, args.adapter)
     reply = greedy_reply(
         loaded.model, loaded.tokenizer, list(item.prompt_ids), config.prompt_format, args.max_new_tokens
     )

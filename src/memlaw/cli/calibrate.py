@@ -18,8 +18,8 @@ import argparse
 import time
 from importlib import resources
 
-from memlaw.cli.common import check_output_file, positive_number, quiet_libraries
-from memlaw.cli.sweep import interrupted, parse_overrides, stop_on_sigterm
+from memlaw.cli.common import check_outputs, positive_number, quiet_libraries
+from memlaw.cli.sweep import interrupted, parse_overrides
 from memlaw.constants import DEFAULT_MODEL, LAYERS_FROM_TOP
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_json_atomic
@@ -80,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     if "placement" in overrides:
         raise MemlawInputError("--set placement: choose the placement with --placement (bypass or peft)")
-    if args.out:
-        check_output_file(args.out, "--out")
+    check_outputs(files=[("--out", args.out)], inputs=[("--store", args.store)])
     config = load_model_config(args.model, args.gguf_file)
     depth, width = getattr(config, "num_hidden_layers", None), getattr(config, "hidden_size", None)
     if not depth or not width:
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     law_name = law_file_name(args.model, args.placement)
     store_path = str(args.store or memlaw_home() / "calibration" / law_name.replace(".json", ".db"))
     deadline = time.monotonic() + 60 * args.budget_minutes
-    with ResultsStore(store_path) as store, stop_on_sigterm():
+    with ResultsStore(store_path) as store:
         for number, group in enumerate(groups, start=1):
             if time.monotonic() > deadline:
                 print(f"time budget spent after {number - 1} of {len(groups)} groups: run again to continue")

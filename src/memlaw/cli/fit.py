@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from memlaw.cli.common import check_output_file, non_negative_int, non_negative_number
+from memlaw.cli.common import check_outputs, non_negative_int, non_negative_number
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.io import write_json_atomic
 from memlaw.law.fit import LOSSES, SATURATION_RULES, MemoryLaw
@@ -62,8 +62,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.out:
-        check_output_file(args.out, "--out")
+    check_outputs(files=[("--out", args.out)], inputs=[("--from", args.source)])
     points = load_points(args.source)
     law = fit_from_args(args, points)
     print("\n".join(describe_fit(law, points)))

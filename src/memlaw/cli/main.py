@@ -6,6 +6,7 @@ import argparse
 import sys
 import typing
 
+from memlaw.cli.signals import stop_on_sigterm, stopped
 from memlaw.errors import MemlawInputError
 
 EXIT_USAGE = 2
@@ -38,13 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        with stop_on_sigterm():
+            return int(args.run(args) or 0)
     except MemlawInputError as err:
         print(f"memlaw {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"memlaw {args.command}: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # commands that keep finished work say so themselves
+        what, status = stopped(stop)
+        print(f"memlaw {args.command}: {what}; nothing was written", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

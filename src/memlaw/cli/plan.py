@@ -18,8 +18,7 @@ import shlex
 from pathlib import Path
 
 from memlaw.cli.common import (
-    check_new_folder,
-    check_output_file,
+    check_outputs,
     non_negative_number,
     positive_int,
     positive_number,
@@ -183,13 +182,13 @@ def _check_options(args: argparse.Namespace) -> None:
         raise MemlawInputError("say what to plan: --length N, --rank R or --data FILE")
     elif args.verify or args.fields:
         raise MemlawInputError("--verify and --fields need --data FILE")
-    if args.out:
-        check_output_file(args.out, "--out")
-    if args.emit:
-        form, folder = args.emit
-        if form not in EMIT_FORMATS:
-            raise MemlawInputError(f"--emit {form}: unknown format (known: {', '.join(EMIT_FORMATS)})")
-        check_new_folder(folder, "--emit")
+    if args.emit and args.emit[0] not in EMIT_FORMATS:
+        raise MemlawInputError(f"--emit {args.emit[0]}: unknown format (known: {', '.join(EMIT_FORMATS)})")
+    check_outputs(
+        files=[("--out", args.out)],
+        folders=[("--emit", args.emit[1] if args.emit else None)],
+        inputs=[("--data", args.data), ("--law", args.law), ("--track-record", args.track_record)],
+    )
 
 
 def _target(law: MemoryLaw, args: argparse.Namespace) -> tuple[float, float | None]:

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from memlaw.cli.common import check_new_folder, check_output_file, config_from_args, quiet_libraries
+from memlaw.cli.common import check_outputs, config_from_args, quiet_libraries
 from memlaw.config import add_dataclass_options
 from memlaw.io import write_dir_atomic, write_json_atomic
 from memlaw.probe.config import ProbeConfig
@@ -44,15 +44,14 @@ def run(args: argparse.Namespace) -> int:
     from memlaw.probe.run import run_probe
 
     config = config_from_args(args)
-    save = check_new_folder(args.save, "--save")
-    if args.out:
-        check_output_file(args.out, "--out")
+    inputs = [("--data", config.data), ("--config", args.config)]
+    check_outputs(files=[("--out", args.out)], folders=[("--save", args.save)], inputs=inputs)
     result = run_probe(config, progress=not args.quiet)
     print(result.summary())
     if args.out:
         result.save_json(args.out)
         print(f"result: {args.out}")
-    if save is not None:
-        save_adapter(save, result, config)
-        print(f"adapter: {save}")
+    if args.save is not None:
+        save_adapter(Path(args.save), result, config)
+        print(f"adapter: {args.save}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from memlaw.cli.common import check_new_folder, check_output_file, positive_number
+from memlaw.cli.common import check_outputs, positive_number
 from memlaw.cli.fit import add_fit_options, fit_from_args
 from memlaw.law.library import load_law
 from memlaw.law.points import load_points
@@ -23,8 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_new_folder(args.out, "--out")
-    check_output_file(args.out, "--out", folder=True)
+    check_outputs(folders=[("--out", args.out)], inputs=[("--from", args.source), ("--law", args.law)])
     points = load_points(args.source)
     law = load_law(args.law) if args.law else fit_from_args(args, points)
     summary = write_report(args.out, law, points, plan_length=args.plan_length, image_format=args.format)

@@ -5,24 +5,19 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
-from memlaw.cli.common import check_output_file, quiet_libraries
+from memlaw.cli.common import check_outputs, quiet_libraries
+from memlaw.cli.signals import stopped
 from memlaw.errors import MemlawInputError
-from memlaw.io import write_text_atomic
+from memlaw.io import output_mode, write_text_atomic
 from memlaw.sweep.grid import MAX_CELLS, load_sweep
 from memlaw.sweep.store import ADDED_COLUMNS, COLUMNS, SETTING_COLUMNS, ResultsStore
 
 DEFAULT_STORE = "memlaw-results.db"
-#: Exit status after Ctrl-C, as shells report a process ended by SIGINT (128 + 2), and SIGTERM.
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
 #: Columns `memlaw results` prints (the CSV export has them all).
 SHOWN = ("status", "rank", "length", "ratio", "method", "seed", "delta_loss", "final_loss", "certified", "exact_match")
 
@@ -73,7 +68,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if args.workers < 1:  # before the store exists: a refused sweep leaves nothing behind
         raise MemlawInputError(f"--workers must be at least 1, got {args.workers}")
     sweep = load_sweep(args.config, parse_overrides(args.overrides), max_cells=args.max_cells)
-    with ResultsStore(args.store) as store, stop_on_sigterm():
+    with ResultsStore(args.store) as store:
         try:
             report = run_sweep(
                 sweep,
@@ -94,42 +89,22 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     return 0
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (docker stop, a batch scheduler, timeout), raised where Ctrl-C would be."""
-
-
-@contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    """While open, SIGTERM stops a sweep as Ctrl-C does: workers stopped, leases released, the
-    store consistent, and one line on how to resume."""
-
-    def stop(signum: int, frame: object) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def interrupted(command: str, store: ResultsStore, stop: KeyboardInterrupt) -> int:
     """Ctrl-C or SIGTERM during a sweep: say what is kept and how to resume, and exit as the
     signal does (128 + its number)."""
     # a cell is stored in one transaction once it is finished, so the one in flight is simply not there
     stored = len(store.rows({"status": "done"}))
+    what, status = stopped(stop)
     print(
-        f"memlaw {command}: {'terminated' if isinstance(stop, Terminated) else 'interrupted'}; {store.path} keeps "
-        f"the {stored} finished cells (the cell in flight was not stored): run the same command again to resume",
+        f"memlaw {command}: {what}; {store.path} keeps the {stored} finished cells (the cell in flight was not "
+        "stored): run the same command again to resume",
         file=sys.stderr,
     )
-    return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+    return status
 
 
 def run_results_command(args: argparse.Namespace) -> int:
-    for flag, target in (("--csv", args.csv), ("--parquet", args.parquet)):
-        if target:
-            check_output_file(target, flag)
+    check_outputs(files=[("--csv", args.csv), ("--parquet", args.parquet)], inputs=[("--store", args.store)])
     if not Path(args.store).is_file():
         raise MemlawInputError(f"no results store at {args.store}: run memlaw sweep first or pass --store")
     where = {}
@@ -174,6 +149,7 @@ def _write_parquet(path: str, rows: list[dict], columns: list[str]) -> None:
     table = pa.Table.from_pylist([{c: _cell_text(r[c], c) for c in columns} for r in rows])
     staging = Path(path).with_name(f".{Path(path).name}.partial")
     pq.write_table(table, staging)
+    staging.chmod(output_mode(Path(path)))
     staging.replace(path)
 
 

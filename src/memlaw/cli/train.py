@@ -13,9 +13,10 @@ trains with MemFT instead.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from memlaw.cli.common import check_new_folder, config_from_args, quiet_libraries
+from memlaw.cli.common import check_outputs, config_from_args, quiet_libraries
 from memlaw.cli.probe import save_adapter
 from memlaw.config import add_dataclass_options
 from memlaw.constants import LAYERS_FROM_TOP, MLP_MODULES
@@ -57,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
         raise MemlawInputError("give the data file as the DATA argument, not --data")
     args.data = args.data_file
     config = config_from_args(args, TRAIN_DEFAULTS)
-    out = check_new_folder(args.out, "--out")
-    assert out is not None
+    check_outputs(folders=[("--out", args.out)], inputs=[("DATA", args.data_file), ("--config", args.config)])
+    out = Path(args.out)
     result = run_probe(config, progress=not args.quiet)
     print("\n".join(recall_report(result, config)))
     save_adapter(out, result, config)

@@ -9,6 +9,7 @@ other columns. Any other file is one plain-text item.
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from memlaw.constants import LONG_CONTEXT_PROMPT
 from memlaw.data.items import MemoryItem
 from memlaw.data.longcontext import read_text
 from memlaw.errors import MemlawInputError
-from memlaw.io import check_input_file
+from memlaw.io import check_input_file, read_user_text
 
 #: Accepted (key field, value field) pairs, in the order they are looked for.
 FIELD_PAIRS = (("key", "value"), ("query", "target"), ("prompt", "completion"))
@@ -36,6 +37,8 @@ def load_items(path: str | Path, fields: Sequence[str] | None = None) -> list[Me
     )
     if fields is not None and len(fields) != 2:
         raise MemlawInputError(f"fields takes two column names, KEY,VALUE; got {len(fields)}: {','.join(fields)}")
+    if fields is not None and fields[0] == fields[1]:
+        raise MemlawInputError(f"fields names the column {fields[0]!r} twice: give the KEY and VALUE columns")
     suffix = source.suffix.lower()
     if suffix in JSONL_SUFFIXES:
         records = _jsonl_records(source)
@@ -52,10 +55,7 @@ def load_items(path: str | Path, fields: Sequence[str] | None = None) -> list[Me
 
 
 def _jsonl_records(source: Path) -> Iterable[tuple[str, object]]:
-    try:
-        lines = source.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise MemlawInputError(f"{source} is not UTF-8 text ({err.reason} at byte {err.start})") from err
+    lines = read_user_text(source, "data file not found").splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -68,15 +68,34 @@ def _jsonl_records(source: Path) -> Iterable[tuple[str, object]]:
 def _table_records(source: Path, loader: str) -> list[tuple[str, object]]:
     import datasets
 
+    options = {}
+    if loader == "from_csv":
+        _check_csv_header(source)
+        options["encoding"] = "utf-8-sig"  # a byte-order mark would end up in the first column's name
     datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()  # it logs a failure before raising it; the raise is reported
+    # it logs failures (as errors) before raising them; the raise is reported, in one line
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     try:
-        table = getattr(datasets.Dataset, loader)(str(source), keep_in_memory=True)
+        table = getattr(datasets.Dataset, loader)(str(source), keep_in_memory=True, **options)
     except Exception as err:  # the loaders raise pyarrow's, pandas' or their own errors
         raise MemlawInputError(f"{source} could not be read as {source.suffix[1:].upper()}: {err}") from err
     # CSV rows are numbered from the header line; Parquet rows from 1
     first = 2 if loader == "from_csv" else 1
     return [(f"{source} row {first + index}", record) for index, record in enumerate(table)]
+
+
+def _check_csv_header(source: Path) -> None:
+    """What the CSV loader would misreport: no rows (it names a "train" split), or a column named
+    twice (pandas renames the second ``name.1``)."""
+    rows = csv.reader(read_user_text(source, "data file not found").splitlines())
+    header = next(rows, None)
+    if not header:
+        raise MemlawInputError(f"{source} is empty: give a header line and one record per line")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise MemlawInputError(f"{source}: the header names {', '.join(repeated)} more than once: rename the columns")
+    if not any(any(cell.strip() for cell in row) for row in rows):
+        raise MemlawInputError(f"{source} has no records (a header line only)")
 
 
 def _record_item(record: object, where: str, fields: Sequence[str] | None) -> MemoryItem:
@@ -106,8 +125,8 @@ def _pair_item(record: dict, key_field: str, value_field: str, where: str) -> Me
     for field, content in ((key_field, key), (value_field, value)):
         if not isinstance(content, (str, int)) or isinstance(content, bool):
             raise MemlawInputError(f"{where}: field '{field}' must be a string, got {type(content).__name__}")
-    if str(value) == "":
-        raise MemlawInputError(f"{where}: field '{value_field}' is empty: there is nothing to memorise")
+    if not str(value).strip():
+        raise MemlawInputError(f"{where}: field '{value_field}' is empty or blank: there is nothing to memorise")
     return MemoryItem(key=str(key), value=str(value))
 
 
@@ -126,10 +145,15 @@ def _conversation_item(messages: object, where: str) -> MemoryItem:
     if not answers:
         raise MemlawInputError(f"{where}: '{MESSAGES}' has no assistant turn: there is nothing to memorise")
     last = answers[-1]
+    if last != len(turns) - 1:
+        raise MemlawInputError(
+            f"{where}: '{MESSAGES}' ends with a {turns[-1][0]} turn after the last assistant turn, which would be "
+            "dropped: end each conversation with the assistant turn to memorise"
+        )
     context, answer = tuple(turns[:last]), turns[last][1]
     if not any(role == "user" for role, _ in context):
         raise MemlawInputError(f"{where}: the last assistant turn of '{MESSAGES}' answers no user turn")
-    if answer == "":
-        raise MemlawInputError(f"{where}: the last assistant turn is empty: there is nothing to memorise")
+    if not answer.strip():
+        raise MemlawInputError(f"{where}: the last assistant turn is empty or blank: there is nothing to memorise")
     question = next(content for role, content in reversed(context) if role == "user")
     return MemoryItem(key=question, value=answer, context=context)

@@ -380,7 +380,10 @@ def _initial_loss(law: MemoryLaw, length: float | None, ratio: float | None) -> 
         )
     lengths = np.log([row["length"] for row in rows])
     losses = [row["initial_loss"] for row in rows]
-    at = np.log(length) if length is not None and math.isfinite(length) else lengths.mean()
+    if length is None or not math.isfinite(length):
+        at = lengths.mean()
+    else:  # a root search may try lengths down to 0; the table is flat below its first row anyway
+        at = math.log(max(length, 1.0))
     return float(np.interp(at, lengths, losses))
 
 

@@ -18,6 +18,7 @@ from transformers import (
 
 from memlaw.constants import DEFAULT_MODEL
 from memlaw.errors import MemlawInputError
+from memlaw.models.cache import cached_folder, find_cached, save_cached
 
 _DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -84,7 +85,13 @@ def bf16_autocast_available(device: torch.device) -> bool:
 
 def load_tokenizer(name: str = DEFAULT_MODEL, gguf_file: str | None = None) -> PreTrainedTokenizerBase:
     """The model's tokenizer, with a pad token (the EOS token when the model defines none)."""
-    return _tokenizer_from(name, *_resolve_source(name, gguf_file))
+    return _tokenizer_from(name, *_converted(*_resolve_source(name, gguf_file)))
+
+
+def _converted(source: str, gguf: str | None) -> tuple[str, str | None]:
+    """A GGUF model's cached conversion (in any dtype: config and tokenizer are the same), if any."""
+    cached = find_cached(Path(source) / gguf) if gguf else None
+    return (str(cached), None) if cached else (source, gguf)
 
 
 def _tokenizer_from(name: str, source: str, gguf: str | None) -> PreTrainedTokenizerBase:
@@ -99,7 +106,7 @@ def _tokenizer_from(name: str, source: str, gguf: str | None) -> PreTrainedToken
 
 def load_model_config(name: str = DEFAULT_MODEL, gguf_file: str | None = None) -> PretrainedConfig:
     """The architecture alone (fast): enough to check layers and context before loading weights."""
-    source, gguf = _resolve_source(name, gguf_file)
+    source, gguf = _converted(*_resolve_source(name, gguf_file))
     try:
         return AutoConfig.from_pretrained(source, gguf_file=gguf)
     except (OSError, ValueError) as err:
@@ -116,19 +123,25 @@ def load_model(
 ) -> LoadedModel:
     """Load a causal LM frozen (no gradients, eval mode) on ``device``.
 
-    GGUF checkpoints are de-quantised by transformers into ``dtype``; memlaw trains only its
-    adapters, so the base weights never need gradients.
+    GGUF checkpoints are de-quantised by transformers into ``dtype`` once, then loaded from the
+    cache (``models/cache.py``); memlaw trains only its adapters, so the base weights never need
+    gradients.
     """
     if dtype not in _DTYPES:
         raise MemlawInputError(f"unknown dtype '{dtype}': use one of {', '.join(_DTYPES)}")
     target = resolve_device(device)
     source, gguf = _resolve_source(name, gguf_file)
+    cache = cached_folder(Path(source) / gguf, dtype) if gguf else None
+    if cache is not None and cache.is_dir():
+        source, gguf = str(cache), None
     if tokenizer is None:
         tokenizer = _tokenizer_from(name, source, gguf)
     try:
         model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, dtype=_DTYPES[dtype])
     except (OSError, ValueError) as err:
         raise MemlawInputError(f"unknown model '{name}': {_first_line(err)}") from err
+    if cache is not None and gguf is not None:  # converted just now: kept for the next call
+        save_cached(cache, model, tokenizer)
     model.to(target)
     freeze(model)
     return LoadedModel(model=model, tokenizer=tokenizer, name=name)

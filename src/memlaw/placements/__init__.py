@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from peft import PeftModel
+from safetensors import SafetensorError
 from transformers import PreTrainedModel
 
 from memlaw.errors import MemlawInputError
@@ -56,7 +57,15 @@ def load_adapter(model: PreTrainedModel, directory: str | Path) -> Adapter:
     saved = read_config(directory)
     for placement in PLACEMENTS.values():
         if placement.saved_here(saved):
-            return placement.load(model, Path(directory), saved)
+            try:
+                return placement.load(model, Path(directory), saved)
+            except (SafetensorError, OSError, RuntimeError, ValueError, KeyError) as err:
+                # truncated or mangled weights, or weights of another shape than the config says
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise MemlawInputError(
+                    f"{directory}: the adapter's weights cannot be loaded ({reason}): the folder is damaged or "
+                    "incomplete; train the adapter again"
+                ) from err
     raise MemlawInputError(f"{directory} holds an adapter memlaw does not know ({', '.join(PLACEMENTS)} are known)")
 
 

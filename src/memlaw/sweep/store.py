@@ -40,6 +40,13 @@ COLUMNS = (
     "certified", "certified_step", "exact_match", "token_accuracy", "steps", "seconds",
 )  # fmt: skip
 
+#: Columns every store of this schema has had from the start (settings and ``ADDED_COLUMNS``
+#: added since are added to older stores).
+BASE_COLUMNS = (
+    "cell_key", "status", "error", "config", "memlaw_version", "finished_at", *COLUMNS,
+    "placement_json", "first_error", "loss_curve", "items", "token_probs",
+)  # fmt: skip
+
 #: Probe settings copied into columns too, so that results can be filtered by them.
 SETTING_COLUMNS = settings_where(ProbeConfig, column=True)
 #: Columns added after the first store schema (NULL in older rows): how a cell ran, and how its
@@ -78,18 +85,23 @@ class ResultsStore:
             raise MemlawInputError(f"cannot create a store at {self.path}: {err.strerror or err}") from err
         try:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.DatabaseError as err:
+            raise MemlawInputError(f"{self.path} is not a memlaw results store ({err})") from err
+        try:
             self._refuse_foreign()
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._create_or_check()
-        except sqlite3.DatabaseError as err:
+        except (sqlite3.DatabaseError, MemlawInputError) as err:
+            self.db.close()  # a refused store is left as it was, with no journal beside it
+            if isinstance(err, MemlawInputError):
+                raise
             raise MemlawInputError(f"{self.path} is not a memlaw results store ({err})") from err
 
     def _refuse_foreign(self) -> None:
         """Another program's database is refused before anything (even the journal mode) changes."""
         tables = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and "meta" not in tables:  # every memlaw store, of any schema, has its meta table
-            self.db.close()
             raise MemlawInputError(
                 f"{self.path} is a SQLite database of another program (tables: {', '.join(sorted(tables))}), "
                 "not a memlaw results store: it was left untouched; pass another --store"
@@ -118,8 +130,14 @@ class ResultsStore:
                     f"{self.path} was written by a memlaw with store schema {found[0]}; this one reads "
                     f"schema {STORE_SCHEMA}: use a new --store"
                 )
-            self.db.execute(LEASES_TABLE)
             present = {row[1] for row in self.db.execute("PRAGMA table_info(cells)")}
+            missing = [column for column in BASE_COLUMNS if column not in present]
+            if missing:  # refused before anything changes: the transaction is rolled back
+                raise MemlawInputError(
+                    f"{self.path} is a damaged memlaw results store: its cells table lacks "
+                    f"{', '.join(missing)}; run the sweep again into a new --store"
+                )
+            self.db.execute(LEASES_TABLE)
             for column in (*SETTING_COLUMNS, *ADDED_COLUMNS):
                 if column in present:
                     continue

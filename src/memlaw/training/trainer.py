@@ -171,93 +171,94 @@ def train_copies(
     certified: list[int | None] = [None] * copies
     reasons: list[str | None] = [None] * copies  # set when a copy stops before the end
     step, epoch = 0, 0
-    bar = tqdm(total=total, desc="training", unit="step", disable=not progress, leave=False)
-    while step < total and not all(reasons):
-        adapter.train(True)
-        below = [True] * copies  # every batch of this epoch under the threshold, per copy
-        epoch_losses: list[list[float]] = [[] for _ in range(copies)]
-        epoch_excess, epoch_stubborn = [0.0] * copies, [0] * copies
-        epoch_orders = (
-            objective.epoch_items(epoch, len(data.items), config.batch_size, g, copy=j) for j, g in enumerate(orders)
-        )
-        batches = zip(*(order.split(config.batch_size) for order in epoch_orders), strict=True)
-        for per_copy in batches:
-            # stopped copies leave the batch (their orders still advance, as they would alone)
-            active = [j for j in range(copies) if reasons[j] is None]
-            indices = [i for j in active for i in per_copy[j].tolist()]
-            with (
-                record_function("memlaw.forward"),
-                torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=config.autocast),
-                checkpointed_layers(model, adapter.first_layer) if config.checkpoint_layers else nullcontext(),
-                adapter.only(active) if len(active) < copies else nullcontext(),
-            ):
-                tokens = batch_token_losses(model, data, indices, pad_id=pad_id, cache=cache, copies=len(active))
-                if len(active) < copies:  # blocks of the active copies back to copy numbers
-                    tokens.copy = torch.tensor(active, device=tokens.copy.device)[tokens.copy]
-            with record_function("memlaw.objective"):
-                weights = objective.weights(tokens).detach()
-                loss = copy_losses(tokens.losses, weights, tokens.copy, copies).sum()
-                stats = copy_stats(tokens.losses.detach(), tokens.copy, copies, weights)  # one sync
-                worst, mean, weighted = stats.worst, stats.mean, stats.weighted
-            for j in active:
-                below[j] = below[j] and worst[j] < CERTIFY_LOSS
-                if forward_is_check and certified[j] is None and worst[j] < CERTIFY_LOSS:
-                    certified[j] = step  # the parameters after ``step`` updates are certified
-                    if stop_at_certified and reasons[j] is None:
-                        reasons[j] = "certified"
-            if race and "certified" in reasons:
-                reasons = [reason or "outrun" for reason in reasons]
-            for j in active:
-                if reasons[j] is None:
-                    curves[j].append(mean[j])
-                    epoch_losses[j].append(mean[j])
-                    epoch_excess[j] += stats.excess[j]
-                    epoch_stubborn[j] += stats.stubborn[j]
-                    rates[j].append(schedules[j].lr)
-            if all(reasons):
-                break
-            # Stopped copies, and copies whose objective weighs nothing this step, get no update:
-            # without a gradient AdamW leaves their parameters, moments and step count alone, as it
-            # does for a lone adapter that skips its backward (the reference's zero-backprop steps).
-            idle = [j for j in range(copies) if reasons[j] or weighted[j] == 0]
-            for schedule in schedules:
-                schedule.optimizer.zero_grad(set_to_none=True)
-            if len(idle) < copies:
-                with record_function("memlaw.backward"):
-                    loss.backward()
-                with record_function("memlaw.optimizer"):
-                    adapter.drop_gradients(idle)
-                    adapter.clip_grad_norm_(config.max_grad_norm)
-            with record_function("memlaw.optimizer"):
+    # closed on the way out of an interrupt too, so that the message after it starts a clean line
+    with tqdm(total=total, desc="training", unit="step", disable=not progress, leave=False) as bar:
+        while step < total and not all(reasons):
+            adapter.train(True)
+            below = [True] * copies  # every batch of this epoch under the threshold, per copy
+            epoch_losses: list[list[float]] = [[] for _ in range(copies)]
+            epoch_excess, epoch_stubborn = [0.0] * copies, [0] * copies
+            epoch_orders = (
+                objective.epoch_items(epoch, len(data.items), config.batch_size, g, copy=j)
+                for j, g in enumerate(orders)
+            )
+            batches = zip(*(order.split(config.batch_size) for order in epoch_orders), strict=True)
+            for per_copy in batches:
+                # stopped copies leave the batch (their orders still advance, as they would alone)
+                active = [j for j in range(copies) if reasons[j] is None]
+                indices = [i for j in active for i in per_copy[j].tolist()]
+                with (
+                    record_function("memlaw.forward"),
+                    torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=config.autocast),
+                    checkpointed_layers(model, adapter.first_layer) if config.checkpoint_layers else nullcontext(),
+                    adapter.only(active) if len(active) < copies else nullcontext(),
+                ):
+                    tokens = batch_token_losses(model, data, indices, pad_id=pad_id, cache=cache, copies=len(active))
+                    if len(active) < copies:  # blocks of the active copies back to copy numbers
+                        tokens.copy = torch.tensor(active, device=tokens.copy.device)[tokens.copy]
+                with record_function("memlaw.objective"):
+                    weights = objective.weights(tokens).detach()
+                    loss = copy_losses(tokens.losses, weights, tokens.copy, copies).sum()
+                    stats = copy_stats(tokens.losses.detach(), tokens.copy, copies, weights)  # one sync
+                    worst, mean, weighted = stats.worst, stats.mean, stats.weighted
+                for j in active:
+                    below[j] = below[j] and worst[j] < CERTIFY_LOSS
+                    if forward_is_check and certified[j] is None and worst[j] < CERTIFY_LOSS:
+                        certified[j] = step  # the parameters after ``step`` updates are certified
+                        if stop_at_certified and reasons[j] is None:
+                            reasons[j] = "certified"
+                if race and "certified" in reasons:
+                    reasons = [reason or "outrun" for reason in reasons]
+                for j in active:
+                    if reasons[j] is None:
+                        curves[j].append(mean[j])
+                        epoch_losses[j].append(mean[j])
+                        epoch_excess[j] += stats.excess[j]
+                        epoch_stubborn[j] += stats.stubborn[j]
+                        rates[j].append(schedules[j].lr)
+                if all(reasons):
+                    break
+                # Stopped copies, and copies whose objective weighs nothing this step, get no update:
+                # without a gradient AdamW leaves their parameters, moments and step count alone, as it
+                # does for a lone adapter that skips its backward (the reference's zero-backprop steps).
+                idle = [j for j in range(copies) if reasons[j] or weighted[j] == 0]
                 for schedule in schedules:
-                    schedule.step()
-            step += 1
-            bar.update()
-            bar.set_postfix(loss=f"{curves[0][-1] if curves[0] else float('nan'):.3f}")
-            if step >= total:
-                break
-        epoch += 1
-        adapter.train(False)
-        for j, losses in enumerate(epoch_losses):
-            if reasons[j] is None and losses:
-                excess_curves[j].append((step, epoch_excess[j], epoch_stubborn[j], schedules[j].lr))
-                if schedules[j].end_epoch(sum(losses) / len(losses), epoch_excess[j], epoch_stubborn[j]):
-                    reasons[j] = "converged"
-        due = config.check_every and (epoch % config.check_every == 0 or step >= total)
-        pending = [j for j in range(copies) if certified[j] is None and below[j] and reasons[j] is None]
-        if due and pending and not forward_is_check:
-            with record_function("memlaw.check"):
-                tokens = evaluate_tokens(
-                    model, data, pad_id=pad_id, batch_size=eval_batch_size, cache=cache, copies=copies
-                )
-            for j in pending:
-                if float(tokens.of_copy(j).losses.max()) < CERTIFY_LOSS:
-                    certified[j] = step
-                    if stop_at_certified:
-                        reasons[j] = "certified"
-            if race and "certified" in reasons:
-                reasons = [reason or "outrun" for reason in reasons]
-    bar.close()
+                    schedule.optimizer.zero_grad(set_to_none=True)
+                if len(idle) < copies:
+                    with record_function("memlaw.backward"):
+                        loss.backward()
+                    with record_function("memlaw.optimizer"):
+                        adapter.drop_gradients(idle)
+                        adapter.clip_grad_norm_(config.max_grad_norm)
+                with record_function("memlaw.optimizer"):
+                    for schedule in schedules:
+                        schedule.step()
+                step += 1
+                bar.update()
+                bar.set_postfix(loss=f"{curves[0][-1] if curves[0] else float('nan'):.3f}")
+                if step >= total:
+                    break
+            epoch += 1
+            adapter.train(False)
+            for j, losses in enumerate(epoch_losses):
+                if reasons[j] is None and losses:
+                    excess_curves[j].append((step, epoch_excess[j], epoch_stubborn[j], schedules[j].lr))
+                    if schedules[j].end_epoch(sum(losses) / len(losses), epoch_excess[j], epoch_stubborn[j]):
+                        reasons[j] = "converged"
+            due = config.check_every and (epoch % config.check_every == 0 or step >= total)
+            pending = [j for j in range(copies) if certified[j] is None and below[j] and reasons[j] is None]
+            if due and pending and not forward_is_check:
+                with record_function("memlaw.check"):
+                    tokens = evaluate_tokens(
+                        model, data, pad_id=pad_id, batch_size=eval_batch_size, cache=cache, copies=copies
+                    )
+                for j in pending:
+                    if float(tokens.of_copy(j).losses.max()) < CERTIFY_LOSS:
+                        certified[j] = step
+                        if stop_at_certified:
+                            reasons[j] = "certified"
+                if race and "certified" in reasons:
+                    reasons = [reason or "outrun" for reason in reasons]
     adapter.train(False)
     end = "max_steps" if config.until == "converged" else "budget"
     logs = []

@@ -1,0 +1,35 @@
+"""Ctrl-C and SIGTERM (docker stop, a batch scheduler, timeout) end every command the same way:
+as a ``KeyboardInterrupt`` where the work is, so that what is finished is kept, what is not is
+not written, and the exit status is the shells' (128 + the signal's number)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be."""
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """While open, SIGTERM raises ``Terminated`` as Ctrl-C raises ``KeyboardInterrupt``."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stopped(stop: KeyboardInterrupt) -> tuple[str, int]:
+    """(what happened, in a word; the exit status) for Ctrl-C or SIGTERM."""
+    return ("terminated", EXIT_TERMINATED) if isinstance(stop, Terminated) else ("interrupted", EXIT_INTERRUPTED)
