@@ -256,10 +256,31 @@ def saved_adapter(cli, tiny_dir, tmp_path):
     return folder
 
 
-def test_a_damaged_adapter_is_one_line(cli, saved_adapter):
-    weights = saved_adapter / "adapter_model.safetensors"
-    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    one_line_exit_2(cli("ask", str(saved_adapter), "Ada"), "the adapter's weights cannot be loaded")
+def _halve(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda d: _halve(d / "adapter_model.safetensors"), "the adapter's weights cannot be loaded"),
+        (lambda d: (d / "adapter_config.json").write_text("garbage"), "adapter_config.json is damaged"),
+        (lambda d: (d / "adapter_config.json").write_text("[8]"), "adapter_config.json is damaged (not a JSON object)"),
+        (lambda d: (d / "probe_config.json").write_text("[1, 2]"), "probe_config.json is damaged (TypeError: not"),
+    ],
+    ids=["half the weights", "config not JSON", "config a list", "settings a list"],
+)
+def test_a_damaged_adapter_is_one_line_and_left_alone(cli, saved_adapter, damage, expected):
+    damage(saved_adapter)
+    files = sorted(saved_adapter.iterdir())
+    before = checksums(*files)
+    one_line_exit_2(cli("ask", str(saved_adapter), "Ada"), expected)
+    assert sorted(saved_adapter.iterdir()) == files and checksums(*files) == before
+
+
+def test_ask_refuses_an_empty_prompt_and_a_missing_adapter(cli, saved_adapter, tmp_path):
+    one_line_exit_2(cli("ask", str(saved_adapter), "  "), "the prompt is empty")
+    one_line_exit_2(cli("ask", str(tmp_path / "nowhere"), "Ada"), "nowhere not found")
 
 
 def test_ask_refuses_what_goes_beyond_the_context_before_the_weights_load(cli, saved_adapter, tiny_dir, tmp_path):

@@ -36,6 +36,12 @@ def run(args: argparse.Namespace) -> int:
     from memlaw.placements import load_adapter
     from memlaw.probe.config import ProbeConfig
 
+    if not args.prompt.strip():
+        raise MemlawInputError("the prompt is empty: give the key or question as it stands in the trained data")
+    if not Path(args.adapter).exists():
+        raise MemlawInputError(
+            f"{args.adapter} not found: give a folder written by memlaw train --out or memlaw probe --save"
+        )
     settings_file = Path(args.adapter) / "probe_config.json"
     if not settings_file.is_file():
         raise MemlawInputError(
@@ -44,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         )
     try:
         saved = json.loads(settings_file.read_text(encoding="utf-8"))
+        if not isinstance(saved, dict):
+            raise TypeError("not a JSON object")
         config = ProbeConfig(**{f.name: saved[f.name] for f in fields(ProbeConfig) if f.name in saved})
     except (ValueError, TypeError) as err:  # JSON errors and undecodable bytes are ValueErrors
         raise MemlawInputError(f"{settings_file} is damaged ({type(err).__name__}: {err})") from err

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import minimize
 
 from memlaw.constants import CERTIFY_LOSS
 
@@ -49,6 +48,8 @@ def fit_logistic(predictor, outcome) -> tuple[float, float] | None:
     def penalised_nll(params: np.ndarray) -> float:
         z = params[0] + params[1] * predictor
         return float(np.sum(np.logaddexp(0, z) - outcome * z) + 0.5 * (params[1] / SLOPE_PRIOR) ** 2)
+
+    from scipy.optimize import minimize  # here, as in fit.py: only fitting needs scipy
 
     intercept, slope = minimize(penalised_nll, np.zeros(2), method="BFGS").x
     return float(intercept), float(slope)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.errors import MemlawInputError
@@ -280,6 +279,8 @@ class MemoryLaw:
             setattr(self, f"{name}_", value)
 
     def _refine(self, x, length, u, delta, start: np.ndarray) -> np.ndarray:
+        from scipy.optimize import least_squares  # here: plan and ask only read a law, and it costs 0.3 s
+
         form = self.form_
         solution = least_squares(
             lambda p: form.curve(p, x, length, u) - delta, start,

@@ -125,4 +125,10 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise MemlawInputError(f"{directory} holds no adapter ({CONFIG_FILE} is missing)")
-    return json.loads(path.read_text())
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # JSON errors and undecodable bytes
+        raise MemlawInputError(f"{path} is damaged ({type(err).__name__}: {err}); train the adapter again") from err
+    if not isinstance(saved, dict):
+        raise MemlawInputError(f"{path} is damaged (not a JSON object); train the adapter again")
+    return saved
