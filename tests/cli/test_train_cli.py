@@ -9,6 +9,7 @@ import pytest
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from memlaw.cli.signals import say_stopped
 from memlaw.constants import MLP_MODULES
 from memlaw.measure.greedy import greedy_answers
 from memlaw.models import load_model
@@ -176,3 +177,11 @@ def test_ctrl_c_or_sigterm_mid_training_ends_in_one_line_and_writes_nothing(tiny
     assert proc.returncode == status, seen + err
     assert (seen + err).replace("\r", "\n").strip().splitlines()[-1] == f"memlaw train: {word}; nothing was written"
     assert not out.exists()
+
+
+def test_a_stop_message_starts_its_own_line_when_a_progress_bar_is_half_drawn(capsys):
+    # the signal can land between a bar's first characters and the rest (seen in CI)
+    sys.stderr.write("training:   0%|")
+    say_stopped("memlaw train: interrupted; nothing was written")
+    err = capsys.readouterr().err
+    assert err.replace("\r", "\n").splitlines()[-1] == "memlaw train: interrupted; nothing was written"

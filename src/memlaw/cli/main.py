@@ -6,7 +6,7 @@ import argparse
 import sys
 import typing
 
-from memlaw.cli.signals import stop_on_sigterm, stopped
+from memlaw.cli.signals import say_stopped, stop_on_sigterm, stopped
 from memlaw.errors import MemlawInputError
 
 EXIT_USAGE = 2
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt as stop:  # commands that keep finished work say so themselves
         what, status = stopped(stop)
-        print(f"memlaw {args.command}: {what}; nothing was written", file=sys.stderr)
+        say_stopped(f"memlaw {args.command}: {what}; nothing was written")
         return status
 
 

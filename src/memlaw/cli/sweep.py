@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from memlaw.cli.common import check_outputs, quiet_libraries
-from memlaw.cli.signals import stopped
+from memlaw.cli.signals import say_stopped, stopped
 from memlaw.errors import MemlawInputError
 from memlaw.io import output_mode, write_text_atomic
 from memlaw.sweep.grid import MAX_CELLS, load_sweep
@@ -95,10 +95,9 @@ def interrupted(command: str, store: ResultsStore, stop: KeyboardInterrupt) -> i
     # a cell is stored in one transaction once it is finished, so the one in flight is simply not there
     stored = len(store.rows({"status": "done"}))
     what, status = stopped(stop)
-    print(
+    say_stopped(
         f"memlaw {command}: {what}; {store.path} keeps the {stored} finished cells (the cell in flight was not "
-        "stored): run the same command again to resume",
-        file=sys.stderr,
+        "stored): run the same command again to resume"
     )
     return status
 
