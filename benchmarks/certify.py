@@ -39,7 +39,7 @@ from pathlib import Path
 
 from plan_accuracy import data_sets
 
-from memlaw.cli.train import TRAIN_DEFAULTS
+from memlaw.api.train import TRAIN_DEFAULTS
 from memlaw.constants import DEFAULT_MODEL, MLP_MODULES
 from memlaw.law.library import find_law
 from memlaw.law.plan import plan_rank

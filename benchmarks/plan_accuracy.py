@@ -1,7 +1,7 @@
 """Are memlaw's plans right? Plan a rank for data sets the law never saw, then train and look.
 
-For every set: the law plans the smallest rank for all of it (``plan_rank`` on the set's
-measured initial loss, exactly as ``memlaw plan --data`` does), once for certification with
+For every set: the law plans the smallest rank for all of it (``memlaw.plan(data=...)``,
+exactly what ``memlaw plan --data`` runs), once for certification with
 probability ``--confidence`` (the default plan, when the law has a certification model) and
 once for a mean final loss below ln 2. The set is then trained as the law's probes trained
 (``memlaw plan --verify``) at both planned ranks and at half the first. With ``--bisect``, the
@@ -26,11 +26,11 @@ import statistics
 import string
 from pathlib import Path
 
+import memlaw
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.law.library import load_law
-from memlaw.law.plan import margin_for, plan_rank
+from memlaw.law.plan import margin_for
 from memlaw.law.verify import law_config
-from memlaw.probe.content import content_losses
 from memlaw.probe.data import prepare
 from memlaw.probe.run import run_probe
 
@@ -122,20 +122,21 @@ def main() -> None:
         print(f"plans for certification with probability {confidence:.0%}: capacity margin >= {margin:.3f}")
     summary = []
     for name in chosen:
-        config = law_config(law, **sets[name])
-        if loaded is None:
-            loaded, _ = prepare(config, None)
-        content = content_losses(config, loaded)
-        planned = plan_rank(law, content.length, initial_loss=content.initial_loss, confidence=confidence)
-        mean_plan = plan_rank(law, content.length, initial_loss=content.initial_loss)
+        data, options = sets[name]["data"], {k: v for k, v in sets[name].items() if k != "data"}
+        # planned exactly as memlaw plan --data plans (the content warning included)
+        planned = memlaw.plan(data=data, data_options=options, law=args.law, confidence=confidence, loaded=loaded)
+        loaded = planned.loaded
+        mean_plan = memlaw.plan(data=data, data_options=options, law=args.law, target_loss=CERTIFY_LOSS, loaded=loaded)
+        tokens, start = planned.content["file_length"], planned.content["file_initial_loss"]
         plan = {
             "rank": int(planned.rank),
-            "steps": None if planned.predicted_steps is None else planned.predicted_steps[0],
-            "probability": planned.certify_probability,
+            "steps": None if planned.prediction.predicted_steps is None else planned.prediction.predicted_steps[0],
+            "probability": planned.prediction.certify_probability,
+            "warnings": planned.warnings,
         }
         print(
-            f"{name}: {content.length} tokens at initial loss {content.initial_loss:.3f}: planned rank {plan['rank']} "
-            f"(predicted final loss {planned.predicted_final_loss:.3f}); for a mean below ln 2: {mean_plan.rank:g}",
+            f"{name}: {tokens} tokens at initial loss {start:.3f}: planned rank {plan['rank']} (predicted final "
+            f"loss {planned.prediction.predicted_final_loss:.3f}); for a mean below ln 2: {mean_plan.rank:g}",
             flush=True,
         )
         at_plan = train(name, plan["rank"], plan)
@@ -152,7 +153,7 @@ def main() -> None:
                 low, high = (low, middle) if train(name, middle, plan)["certified"] else (middle, high)
             smallest = high
         summary.append({
-            "set": name, "tokens": content.length, "initial_loss": content.initial_loss, "plan": plan["rank"],
+            "set": name, "tokens": tokens, "initial_loss": start, "plan": plan["rank"],
             "probability": plan["probability"], "steps": plan["steps"], "at_plan": at_plan, "at_half": at_half,
             "smallest": smallest, "mean_plan": int(mean_plan.rank), "at_mean_plan": at_mean_plan,
         })  # fmt: skip

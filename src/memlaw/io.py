@@ -6,8 +6,9 @@ import json
 import os
 import shutil
 import stat
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,52 @@ def write_dir_atomic(path: str | Path, fill: Callable[[Path], None]) -> None:
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+Place = tuple[str, "str | Path | None"]
+
+
+def check_outputs(*, files: Iterable[Place] = (), folders: Iterable[Place] = (), inputs: Iterable[Place] = ()) -> None:
+    """Every output of a command checked before any work, by one rule.
+
+    ``files`` and ``folders`` are (flag, path) pairs, None where the flag was not given. An
+    output file may exist: it is replaced whole, keeping its permissions, and stderr says so.
+    An output folder must be new or empty, so nothing a user kept is replaced. No output may be
+    the place of another, lie inside an output folder, or be one of the command's ``inputs``.
+    """
+    files = [(flag, Path(path)) for flag, path in files if path is not None]
+    folders = [(flag, Path(path)) for flag, path in folders if path is not None]
+    for flag, folder in folders:
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise MemlawInputError(f"{flag} {folder} already exists and is not an empty folder: choose a new folder")
+        _check_writable(folder, flag)
+    for flag, target in files:
+        if target.is_dir():
+            raise MemlawInputError(f"{flag} {target} is a folder: give a file name")
+        _check_writable(target, flag)
+    outputs = [(flag, path.resolve()) for flag, path in (*files, *folders)]
+    for index, (flag, place) in enumerate(outputs):
+        for other_flag, other in outputs[index + 1 :]:
+            if place == other:
+                raise MemlawInputError(f"{flag} and {other_flag} name the same place ({place}): give them apart")
+        for other_flag, other in outputs:
+            if other in place.parents:
+                raise MemlawInputError(f"{flag} {place} lies inside {other_flag} {other}: give outputs apart")
+        for input_flag, source in inputs:
+            if source is not None and Path(source).resolve() == place:
+                raise MemlawInputError(f"{flag} {place} is also {input_flag}, which it would overwrite: give another")
+    for flag, target in files:
+        if target.exists():
+            print(f"memlaw: {flag} {target} exists: it will be replaced", file=sys.stderr)
+
+
+def _check_writable(target: Path, flag: str) -> None:
+    """Refuse an output where nothing can be written, trying a file in its nearest existing
+    folder: permission bits do not tell (root, read-only or virtual file systems)."""
+    parent = next((place for place in (target.parent, *target.parent.parents) if place.exists()), Path("."))
+    try:
+        descriptor, probe = tempfile.mkstemp(dir=parent, prefix=".memlaw-check-")
+    except OSError:
+        raise MemlawInputError(f"{flag} {target}: cannot write in {parent}") from None
+    os.close(descriptor)
+    os.unlink(probe)

@@ -3,6 +3,8 @@ into the law that memlaw plan --model finds."""
 
 import json
 
+import pytest
+
 from memlaw.law.library import user_law_path
 from memlaw.sweep.store import ResultsStore
 
@@ -24,7 +26,7 @@ def test_calibrate_sweeps_fits_and_writes_the_law_plan_finds(cli, tiny_dir, tmp_
     store = tmp_path / "calibration.db"
     bypass = ("calibrate", "--model", tiny_dir, "--placement", "bypass", "--store", str(store))
     code, out, err = cli(*bypass, "--budget-minutes", "1e-9", *QUICK)
-    assert code == 2 and "0 cells finished, too few for a law" in err and "run the command again" in err
+    assert code == 2 and "0 cells finished, too few for a law" in err and "run the calibration again" in err
     assert "time budget spent after 0 of 16 groups" in out
     assert not user_law_path(tiny_dir).exists()
 
@@ -70,3 +72,27 @@ def test_calibrate_a_peft_law_for_what_train_trains(cli, tiny_dir, tmp_path):
     assert plan["law"] == str(user_law_path(tiny_dir, "peft")) and plan["adapter"]["placement"] == "peft"
     flags = {word for word in plan["train_command"].split() if word.startswith("--")}
     assert flags <= {"--out", "--rank", "--model", "--max-steps", "--plateau-steps", "--plateau-tol"}, flags
+
+
+def test_library_calibration_on_the_cli_store_fits_the_cli_law_and_plans_alike(cli, tiny_dir, tmp_path):
+    import memlaw
+
+    store = tmp_path / "calibration.db"
+    code, out, err = cli("calibrate", "--model", tiny_dir, "--store", str(store), *QUICK)
+    assert code == 0, err
+    settings = {"max_steps": 300, "plateau_steps": 10, "plateau_tol": 0.5}
+    lines = []
+    law = memlaw.calibrate(
+        tiny_dir, store=store, out=tmp_path / "law.json", overrides=settings, bootstrap=50, log=lines.append
+    )
+    assert all(" 0 done" in line for line in lines if line.startswith("group "))  # every cell was stored
+    written = json.loads((tmp_path / "law.json").read_text())
+    assert written == json.loads(user_law_path(tiny_dir, "peft").read_text())  # the CLI's law, to the digit
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text('{"key": "Ada", "value": "7731"}\n{"key": "Bo", "value": "52-9"}\n')
+    code, out, err = cli("plan", "--model", tiny_dir, "--data", str(facts), "--json", "--quiet")
+    assert code == 0, err
+    plan = memlaw.plan(data=facts, model=tiny_dir)
+    assert plan.rank == json.loads(out)["rank"] and plan.train_command() == json.loads(out)["train_command"]
+    assert law.form == written["fit"]["form"]
+    assert memlaw.load_law(tiny_dir, "peft").predict(2, 20, 5.0) == pytest.approx(law.predict(2, 20, 5.0))

@@ -140,7 +140,7 @@ def test_train_defaults_are_the_budget_of_the_packaged_peft_law():
     budget is train's default, but bf16 autocast, which not every machine has (plans print it)."""
     from dataclasses import fields
 
-    from memlaw.cli.train import TRAIN_DEFAULTS
+    from memlaw.api.train import TRAIN_DEFAULTS
     from memlaw.constants import DEFAULT_MODEL
     from memlaw.law.library import find_law, same_setting
     from memlaw.law.points import PROVENANCE

@@ -75,7 +75,7 @@ def test_a_predicted_loss_below_zero_is_called_saturation_and_counts_no_extra_bi
 def test_ratio_selects_the_initial_loss_and_is_required_when_ambiguous():
     law = MemoryLaw(bootstrap=0).fit_points(points(ratios=(1.0, 0.4)))
     assert plan_rank(law, 100, ratio=0.4).initial_loss == pytest.approx(8.0 + 1.6 + 0.1 * math.log(100))
-    with pytest.raises(MemlawInputError, match="pass --ratio or --initial-loss"):
+    with pytest.raises(MemlawInputError, match="pass ratio= or initial_loss="):
         plan_rank(law, 100)
     with pytest.raises(MemlawInputError, match="no probes at ratio 0.7"):
         plan_rank(law, 100, ratio=0.7)

@@ -321,7 +321,7 @@ def test_every_probe_setting_is_declared_with_its_help_and_roles():
 
 def test_workers_belong_to_the_local_backend(tiny_dir, tmp_path):
     config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"length": [8]}, epochs=1)
-    with pytest.raises(MemlawInputError, match="--workers is for the local backend"):
+    with pytest.raises(MemlawInputError, match="workers= is for the local backend"):
         run_sweep(load_sweep(config), ResultsStore(tmp_path / "r.db"), backend="ray", workers=2)
 
 

@@ -138,7 +138,7 @@ def test_stacked_copies_converge_on_their_own_schedules(tokenizer, same_result):
         ({"until": "converged", "check_every": 0}, "needs check_every > 0"),
         ({"plateau_tol": 0.0}, "plateau_tol must be a positive"),
         ({"max_steps": 0}, "max_steps must be a positive"),
-        ({"until": "converged", "steps": 100}, "cap the steps with --max-steps"),
+        ({"until": "converged", "steps": 100}, "caps the steps with max_steps="),
     ],
 )
 def test_bad_stopping_settings(settings, message):

@@ -15,26 +15,16 @@ so that it can plan for files unlike the calibration data.
 from __future__ import annotations
 
 import argparse
-import time
-from importlib import resources
+from pathlib import Path
 
-from memlaw.cli.common import check_outputs, positive_number, quiet_libraries
+from memlaw.api.calibrate import CALIBRATION_SWEEPS, calibrate, calibration_store
+from memlaw.cli.common import positive_number, quiet_libraries
 from memlaw.cli.sweep import interrupted, parse_overrides
-from memlaw.constants import DEFAULT_MODEL, LAYERS_FROM_TOP
+from memlaw.constants import DEFAULT_MODEL
 from memlaw.errors import MemlawInputError
-from memlaw.io import write_json_atomic
+from memlaw.io import check_outputs
 from memlaw.law.fit import SATURATION_RULES
-from memlaw.law.library import PACKAGED_LAWS, law_file_name, memlaw_home, user_law_path
-
-#: The law forms calibration tries: the content's initial loss as a covariate, raw or above ln 2.
-#: The one with the lower held-out error is kept (docs/planning.md).
-CALIBRATION_FORMS = ("initial", "excess")
-#: Width the packaged grid's lengths were sized for (SmolLM2-135M: d_model 576).
-REFERENCE_WIDTH = 576
-#: The packaged sweep of each placement.
-CALIBRATION_SWEEPS = {"bypass": "calibration.yaml", "peft": "calibration-peft.yaml"}
-#: Cells fewer than this and no law is written: the covariate form has 5 constants.
-MIN_CELLS = 8
+from memlaw.law.library import user_law_path
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -69,73 +59,24 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     quiet_libraries(quiet=args.quiet)  # first: tqdm reads its settings when first imported
-    from memlaw.law.fit import MemoryLaw
-    from memlaw.law.points import load_points
-    from memlaw.law.summary import describe_fit
-    from memlaw.models.loading import load_model_config
-    from memlaw.sweep.grid import SweepConfig, load_sweep
-    from memlaw.sweep.runner import run_sweep
     from memlaw.sweep.store import ResultsStore
 
     overrides = parse_overrides(args.overrides)
     if "placement" in overrides:
         raise MemlawInputError("--set placement: choose the placement with --placement (bypass or peft)")
     check_outputs(files=[("--out", args.out)], inputs=[("--store", args.store)])
-    config = load_model_config(args.model, args.gguf_file)
-    depth, width = getattr(config, "num_hidden_layers", None), getattr(config, "hidden_size", None)
-    if not depth or not width:
-        raise MemlawInputError(f"{args.model}: its config names no num_hidden_layers and hidden_size to size the sweep")
-    # the model's settings and the user's, checked as a sweep checks them, before any store exists
-    standard = load_sweep(
-        str(resources.files(PACKAGED_LAWS).joinpath(CALIBRATION_SWEEPS[args.placement])),
-        {"model": args.model, "gguf_file": args.gguf_file, "layer": max(0, int(depth) - LAYERS_FROM_TOP), **overrides},
-    )
-    fixed = standard.fixed
-    scale = int(width) / REFERENCE_WIDTH
-    groups = [
-        SweepConfig([{**grid, "length": sorted({max(8, round(n * scale)) for n in grid["length"]})}], fixed)
-        for grid in standard.grids
-    ]
-    law_name = law_file_name(args.model, args.placement)
-    store_path = str(args.store or memlaw_home() / "calibration" / law_name.replace(".json", ".db"))
-    deadline = time.monotonic() + 60 * args.budget_minutes
-    with ResultsStore(store_path) as store:
-        for number, group in enumerate(groups, start=1):
-            if time.monotonic() > deadline:
-                print(f"time budget spent after {number - 1} of {len(groups)} groups: run again to continue")
-                break
-            try:
-                report = run_sweep(group, store, progress=not args.quiet)
-            except KeyboardInterrupt as stop:
-                return interrupted("calibrate", store, stop)
-            done = f"{report.done} done, {report.skipped} stored before, {report.failed} failed"
-            print(f"group {number}/{len(groups)}: {done}")
-        finished = len(store.rows({"status": "done"}))
-    if finished < MIN_CELLS:
-        raise MemlawInputError(
-            f"{finished} cells finished, too few for a law (at least {MIN_CELLS}): "
-            "raise --budget-minutes or run the command again"
-        )
-    points = load_points(store_path)
-    # cells that reached the step cap while still improving stay in: the law is what the budget
-    # reaches, the budget memlaw train and --verify use (a PEFT LoRA near capacity needs the cap)
-    law = _best_form(points, MemoryLaw(bootstrap=args.bootstrap, keep_budget_limited=True, saturation=args.saturation))
-    # full rank (the bypass's, and the MLP projections' smaller side): plans never go beyond it
-    law.reference_["max_rank"] = int(width)
-    law.reference_["layers"] = int(depth)  # so that plans can read a layer counted from the top
-    print(f"law form: {law.form} (lowest held-out error of {', '.join(CALIBRATION_FORMS)})")
-    print("\n".join(describe_fit(law, points)))
+    try:
+        calibrate(
+            args.model, placement=args.placement, store=args.store, budget_minutes=args.budget_minutes, out=args.out,
+            gguf_file=args.gguf_file, overrides=overrides, saturation=args.saturation, bootstrap=args.bootstrap,
+            progress=not args.quiet,
+        )  # fmt: skip
+    except KeyboardInterrupt as stop:
+        store_path = Path(args.store or calibration_store(args.model, args.placement))
+        if not store_path.is_file():  # stopped before any cell: nothing to keep
+            raise
+        with ResultsStore(str(store_path)) as store:
+            return interrupted("calibrate", store, stop)
     out = args.out or user_law_path(args.model, args.placement)
-    write_json_atomic(out, law.to_dict())
     print(f"law: {out} (memlaw plan --model {args.model} --placement {args.placement} --data FILE uses it)")
     return 0
-
-
-def _best_form(points, law):
-    """``law`` fitted with the calibration form that predicts its held-out cells best (the forms
-    are compared without bootstrap; only the chosen one pays for its intervals)."""
-    from memlaw.law.compare import heldout_error
-
-    errors = [heldout_error(points, law.clone(form=form, bootstrap=0).fit_points(points)) for form in CALIBRATION_FORMS]
-    scored = [(error, i) for i, error in enumerate(errors) if error is not None]
-    return law.clone(form=CALIBRATION_FORMS[min(scored)[1] if scored else 0]).fit_points(points)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from memlaw.cli.common import check_outputs, non_negative_int, non_negative_number
+from memlaw.cli.common import non_negative_int, non_negative_number
 from memlaw.constants import CERTIFY_LOSS
-from memlaw.io import write_json_atomic
+from memlaw.io import check_outputs, write_json_atomic
 from memlaw.law.fit import LOSSES, SATURATION_RULES, MemoryLaw
 from memlaw.law.forms import FORMS
 from memlaw.law.points import load_points

@@ -7,7 +7,7 @@ import sys
 import typing
 
 from memlaw.cli.signals import say_stopped, stop_on_sigterm, stopped
-from memlaw.errors import MemlawInputError
+from memlaw.errors import MemlawInputError, as_flags
 
 EXIT_USAGE = 2
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         with stop_on_sigterm():
             return int(args.run(args) or 0)
     except MemlawInputError as err:
-        print(f"memlaw {args.command}: error: {err}", file=sys.stderr)
+        print(f"memlaw {args.command}: error: {as_flags(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as stop:  # commands that keep finished work say so themselves
         what, status = stopped(stop)

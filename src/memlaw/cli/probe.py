@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from memlaw.cli.common import check_outputs, config_from_args, quiet_libraries
+from memlaw.cli.common import config_from_args, quiet_libraries
 from memlaw.config import add_dataclass_options
-from memlaw.io import write_dir_atomic, write_json_atomic
+from memlaw.io import check_outputs
 from memlaw.probe.config import ProbeConfig
 
 if TYPE_CHECKING:
-    from memlaw.probe.result import ProbeResult
+    pass
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -24,19 +22,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_dataclass_options(parser, ProbeConfig)
     parser.set_defaults(run=run)
-
-
-def save_adapter(folder: Path, result: ProbeResult, config: ProbeConfig) -> None:
-    """The adapter (PEFT format for PEFT placements), its settings and its measurements, atomically."""
-    adapter = result.adapter
-    assert adapter is not None
-
-    def fill(staging: Path) -> None:
-        adapter.save_pretrained(staging)
-        write_json_atomic(staging / "probe_config.json", asdict(config))
-        result.save_json(staging / "recall.json")
-
-    write_dir_atomic(folder, fill)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +37,6 @@ def run(args: argparse.Namespace) -> int:
         result.save_json(args.out)
         print(f"result: {args.out}")
     if args.save is not None:
-        save_adapter(Path(args.save), result, config)
+        result.save_adapter(args.save, config)
         print(f"adapter: {args.save}")
     return 0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from memlaw.cli.common import check_outputs, positive_number
+from memlaw.cli.common import positive_number
 from memlaw.cli.fit import add_fit_options, fit_from_args
+from memlaw.io import check_outputs
 from memlaw.law.library import load_law
 from memlaw.law.points import load_points
 from memlaw.report import write_report

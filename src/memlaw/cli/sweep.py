@@ -10,10 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from memlaw.cli.common import check_outputs, quiet_libraries
+from memlaw.cli.common import quiet_libraries
 from memlaw.cli.signals import say_stopped, stopped
 from memlaw.errors import MemlawInputError
-from memlaw.io import output_mode, write_text_atomic
+from memlaw.io import check_outputs, output_mode, write_text_atomic
 from memlaw.sweep.grid import MAX_CELLS, load_sweep
 from memlaw.sweep.store import ADDED_COLUMNS, COLUMNS, SETTING_COLUMNS, ResultsStore
 

@@ -13,26 +13,18 @@ trains with MemFT instead.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from memlaw.cli.common import check_outputs, config_from_args, quiet_libraries
-from memlaw.cli.probe import save_adapter
+from memlaw.api.train import TRAIN_DEFAULTS, run_training
+from memlaw.cli.common import config_from_args, quiet_libraries
 from memlaw.config import add_dataclass_options
-from memlaw.constants import LAYERS_FROM_TOP, MLP_MODULES
 from memlaw.errors import MemlawInputError
-from memlaw.io import check_input_file
+from memlaw.io import check_input_file, check_outputs
 from memlaw.probe.config import ProbeConfig
 
 if TYPE_CHECKING:
     from memlaw.probe.result import ProbeResult
 
-#: What `memlaw train` changes from a probe's defaults: the adapter and budget of the packaged
-#: PEFT law, so that training at a planned rank is what the plan predicted (a test holds them equal).
-TRAIN_DEFAULTS = {
-    "placement": "peft", "layer": -LAYERS_FROM_TOP, "target_modules": list(MLP_MODULES),
-    "method": "sft", "lr": 0.03, "lr_search": True, "until": "converged", "end_token": True,
-}  # fmt: skip
 #: Stubborn tokens listed before "... and N more".
 SHOWN_STUBBORN = 10
 
@@ -51,19 +43,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     quiet_libraries(quiet=args.quiet)  # first: tqdm reads its settings when first imported
-    from memlaw.probe.run import run_probe
-
     check_input_file(args.data_file, "no such data file (give a JSONL, CSV, Parquet or text file)")
     if args.data is not None:
         raise MemlawInputError("give the data file as the DATA argument, not --data")
     args.data = args.data_file
     config = config_from_args(args, TRAIN_DEFAULTS)
     check_outputs(folders=[("--out", args.out)], inputs=[("DATA", args.data_file), ("--config", args.config)])
-    out = Path(args.out)
-    result = run_probe(config, progress=not args.quiet)
+    result = run_training(config, out=args.out, progress=not args.quiet)
     print("\n".join(recall_report(result, config)))
-    save_adapter(out, result, config)
-    print(f"adapter: {out}")
+    print(f"adapter: {args.out}")
     return 0
 
 

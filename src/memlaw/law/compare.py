@@ -82,3 +82,19 @@ def _per_ratio(points: LawPoints, law: MemoryLaw) -> dict:
             errors.append(error)
     heldout = float(np.sqrt(np.mean(np.square(errors)))) if errors else None
     return {"name": "one law per ratio", "laws": laws, "heldout_rmse": heldout}
+
+
+#: The law forms calibration tries: the content's initial loss as a covariate, raw or above ln 2.
+#: The one with the lower held-out error is kept (docs/planning.md).
+CALIBRATION_FORMS = ("initial", "excess")
+
+
+def fit_calibration(points: LawPoints, law: MemoryLaw, *, max_rank: int, layers: int) -> MemoryLaw:
+    """``law`` fitted with the calibration form that predicts its held-out cells best (forms are
+    compared without bootstrap; only the chosen one pays for its intervals), knowing the model's
+    full rank (plans never go beyond it) and depth (so plans can read a layer counted from the top)."""
+    errors = [heldout_error(points, law.clone(form=form, bootstrap=0).fit_points(points)) for form in CALIBRATION_FORMS]
+    scored = [(error, i) for i, error in enumerate(errors) if error is not None]
+    fitted = law.clone(form=CALIBRATION_FORMS[min(scored)[1] if scored else 0]).fit_points(points)
+    fitted.reference_.update(max_rank=max_rank, layers=layers)
+    return fitted

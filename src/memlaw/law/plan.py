@@ -31,7 +31,7 @@ BUDGET_CAVEAT = (
 
 
 @dataclass
-class Plan:
+class LawPlan:
     """One planned (rank, length) pair with what the law predicts for it."""
 
     rank: float
@@ -133,7 +133,7 @@ def plan_rank(
     initial_loss: float | None = None,
     target_loss: float = CERTIFY_LOSS,
     confidence: float | None = None,
-) -> Plan:
+) -> LawPlan:
     """The smallest whole rank whose predicted final loss at ``length`` is below ``target_loss``
     (with ``confidence``: that certifies with this probability, by the law's certification model)."""
     if not length >= 1:
@@ -149,7 +149,7 @@ def plan_rank(
     rank = max(1, math.floor(exact) + 1)
     draws = [to_rank(law.form_.x_for(d, length, need, u)) for d in law.draws_]
     interval = _percentiles(draws)
-    plan = Plan(
+    plan = LawPlan(
         rank=float(rank), length=float(length), initial_loss=start,
         predicted_final_loss=start - float(law.predict(_to_x(law, rank), length, start)),
         interval=interval, trainable_params=None if per_rank is None else rank * per_rank,
@@ -165,7 +165,7 @@ def plan_length(
     initial_loss: float | None = None,
     target_loss: float = CERTIFY_LOSS,
     confidence: float | None = None,
-) -> Plan:
+) -> LawPlan:
     """The longest ℓ a rank-``rank`` adapter is predicted to bring below ``target_loss`` (or to
     certify with probability ``confidence``)."""
     if not rank > 0:
@@ -196,7 +196,7 @@ def plan_length(
     length = solve(law.params_)
     start = initial_loss if initial_loss is not None else _initial_loss(law, length, ratio)
     per_rank = _params_per_rank(law)
-    plan = Plan(
+    plan = LawPlan(
         rank=float(rank), length=length, initial_loss=start,
         predicted_final_loss=start - float(law.predict(x, length, start)) if math.isfinite(length) else float("nan"),
         interval=_percentiles([solve(d) for d in law.draws_]),
@@ -213,7 +213,7 @@ def plan_items(
     *,
     target_loss: float = CERTIFY_LOSS,
     confidence: float | None = None,
-) -> tuple[int, Plan | None]:
+) -> tuple[int, LawPlan | None]:
     """How many leading items of a file a rank-``rank`` adapter is predicted to hold: the largest
     k whose first k items (``lengths[k-1]`` answer tokens at mean initial loss
     ``initial_losses[k-1]``) reach ``target_loss``, with the plan for them (None when k = 0)."""
@@ -227,7 +227,7 @@ def plan_items(
         return 0, None
     last = int(fitting[-1])
     per_rank = _params_per_rank(law)
-    plan = Plan(
+    plan = LawPlan(
         rank=float(rank), length=float(lengths[last]), initial_loss=float(initial_losses[last]),
         predicted_final_loss=float(final[last]), interval=None,
         trainable_params=None if per_rank is None else rank * per_rank,
@@ -264,7 +264,7 @@ def content_warning(law: MemoryLaw, initial_loss: float) -> list[str]:
     ]
 
 
-def _completed(plan: Plan, law: MemoryLaw, ratio: float | None) -> Plan:
+def _completed(plan: LawPlan, law: MemoryLaw, ratio: float | None) -> LawPlan:
     """``plan`` with its warnings and, for a finite length, the steps and time it costs and its
     probability of certifying."""
     if math.isfinite(plan.length) and not math.isfinite(plan.predicted_final_loss):
@@ -296,7 +296,7 @@ def margin_for(law: MemoryLaw, confidence: float) -> float:
     if model is None:
         raise MemlawInputError(
             "this law has no certification model (its cells never both certified and failed): "
-            "plan for a mean loss with --target-loss, or recalibrate with memlaw calibrate"
+            "plan for a mean loss with target_loss=, or recalibrate with memlaw calibrate"
         )
     margin = margin_for_confidence(model, confidence)
     if margin is None:
@@ -304,7 +304,7 @@ def margin_for(law: MemoryLaw, confidence: float) -> float:
     return margin
 
 
-def _below_zero(plan: Plan) -> list[str]:
+def _below_zero(plan: LawPlan) -> list[str]:
     """A predicted loss below 0 is the law's curve run past saturation, not a measurement."""
     if not plan.predicted_final_loss < 0:
         return []
@@ -314,7 +314,7 @@ def _below_zero(plan: Plan) -> list[str]:
     ]
 
 
-def _add_cost(plan: Plan, law: MemoryLaw) -> None:
+def _add_cost(plan: LawPlan, law: MemoryLaw) -> None:
     """Steps and wall time from the law's cost models, when it has them (``memlaw.law.cost``)."""
     cost = getattr(law, "cost_", None) or {}
     model, plan.steps_to = cost.get("steps_to_certify"), "certify"
@@ -364,19 +364,19 @@ def _initial_loss(law: MemoryLaw, length: float | None, ratio: float | None) -> 
     """Mean initial loss the probes measured for ``ratio``, interpolated in log ℓ (flat outside)."""
     table = getattr(law, "reference_", {}).get("initial_loss", [])
     if not table:
-        raise MemlawInputError("this law records no initial losses: pass --initial-loss (mean loss before training)")
+        raise MemlawInputError("this law records no initial losses: pass initial_loss= (mean loss before training)")
     ratios = sorted({row["ratio"] for row in table}, key=lambda r: -1 if r is None else r)
     if ratio is None:
         if len(ratios) > 1:
             raise MemlawInputError(
-                f"this law was fitted on ratios {', '.join(map(str, ratios))}: pass --ratio or --initial-loss"
+                f"this law was fitted on ratios {', '.join(map(str, ratios))}: pass ratio= or initial_loss="
             )
         ratio = ratios[0]
     rows = sorted((row for row in table if row["ratio"] == ratio), key=lambda row: row["length"])
     if not rows:
         raise MemlawInputError(
             f"no probes at ratio {ratio} in this law (it has {', '.join(map(str, ratios))}): "
-            "pick one of those or pass --initial-loss"
+            "pick one of those or pass initial_loss="
         )
     lengths = np.log([row["length"] for row in rows])
     losses = [row["initial_loss"] for row in rows]

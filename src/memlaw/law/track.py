@@ -82,14 +82,12 @@ class TrackRecord:
             db = sqlite3.connect(self.path)
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as err:
-            raise MemlawInputError(
-                f"{self.path} is not a SQLite database ({err}): pass another --track-record"
-            ) from err
+            raise MemlawInputError(f"{self.path} is not a SQLite database ({err}): pass another track_record=") from err
         if tables and TABLE not in tables:
             db.close()
             raise MemlawInputError(
                 f"{self.path} is a SQLite database without a {TABLE} table (not memlaw's track record): "
-                "pass another --track-record"
+                "pass another track_record="
             )
         if create and not tables:
             columns = ", ".join(f"{f.name} {_COLUMNS[f.type.split(' ')[0]]}" for f in fields(VerifiedPlan))

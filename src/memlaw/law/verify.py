@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from memlaw.errors import MemlawInputError
 from memlaw.law.fit import MemoryLaw
-from memlaw.law.plan import Plan
+from memlaw.law.plan import LawPlan
 from memlaw.law.points import PROVENANCE
 from memlaw.law.track import VerifiedPlan
 from memlaw.models.loading import LoadedModel, bf16_autocast_available, resolve_device
@@ -57,7 +57,7 @@ def autocast_note(law: MemoryLaw, config: ProbeConfig) -> str | None:
 
 
 def verify_plan(
-    plan: Plan, config: ProbeConfig, *, law_name: str, loaded: LoadedModel | None = None, progress: bool = False
+    plan: LawPlan, config: ProbeConfig, *, law_name: str, loaded: LoadedModel | None = None, progress: bool = False
 ) -> VerifiedPlan:
     """Train ``config`` (the law's budget at the planned rank: ``law_config``) and measure the outcome."""
     from memlaw.probe.run import run_probe

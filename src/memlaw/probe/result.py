@@ -11,7 +11,7 @@ import torch
 from memlaw._version import __version__
 from memlaw.constants import CERTIFY_LOSS
 from memlaw.data.encoding import EncodedData
-from memlaw.io import write_json_atomic
+from memlaw.io import write_dir_atomic, write_json_atomic
 from memlaw.measure.recall import RecallMeasurement
 from memlaw.placements import Adapter
 from memlaw.probe.config import ProbeConfig
@@ -70,6 +70,20 @@ class ProbeResult:
 
     def save_json(self, path: str | Path) -> None:
         write_json_atomic(path, self.to_dict())
+
+    def save_adapter(self, folder: str | Path, config: ProbeConfig) -> None:
+        """The adapter (PEFT format for PEFT placements), its settings and these measurements
+        (recall.json) in the new folder ``folder``, atomically."""
+        adapter = self.adapter
+        if adapter is None:
+            raise ValueError("this result holds no adapter to save (it was removed or never kept)")
+
+        def fill(staging: Path) -> None:
+            adapter.save_pretrained(staging)
+            write_json_atomic(staging / "probe_config.json", asdict(config))
+            self.save_json(staging / "recall.json")
+
+        write_dir_atomic(folder, fill)
 
     def summary(self) -> str:
         lines = [

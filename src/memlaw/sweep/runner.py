@@ -71,9 +71,9 @@ def run_sweep(
     another live driver holds are waited for, and taken over if it dies.
     """
     if workers < 1:
-        raise MemlawInputError(f"--workers must be at least 1, got {workers}")
+        raise MemlawInputError(f"workers= must be at least 1, got {workers}")
     if workers > 1 and backend == "ray":
-        raise MemlawInputError("--workers is for the local backend; Ray schedules its own workers")
+        raise MemlawInputError("workers= is for the local backend; Ray schedules its own workers")
     cells = sweep.cells()
     finished = store.finished(include_failed=not retry_failed)
     todo = [c for c in cells if cell_key(c) not in finished]

@@ -63,7 +63,7 @@ class TrainConfig:
         if self.until == "converged" and self.check_every == 0:
             raise MemlawInputError("until converged stops at certification too: it needs check_every > 0")
         if self.until == "converged" and self.steps is not None:
-            raise MemlawInputError("--steps is a fixed budget; with --until converged cap the steps with --max-steps")
+            raise MemlawInputError("steps= is a fixed budget; until converged caps the steps with max_steps=")
 
     def total_steps(self, num_items: int, objective: Objective | None = None) -> int:
         if self.until == "converged":
