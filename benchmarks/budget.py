@@ -11,7 +11,7 @@ intervals (are the constants, or at the logarithmic limit the identified rates, 
 within them?) and the rank each plans.
 
     python benchmarks/budget.py examples/demo-smollm2.yaml --store runs/demo/capacity.db \
-        --set autocast=true --ranks 1 2 --lengths 24 32 48 64 96      # the README's table
+        --set autocast=true --ranks 1 2 --lengths 24 32 48 64 96      # the table in docs/demo.md
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ smallest certifying rank is also searched below the planned one. Other laws
 measured one, which is the held-out evidence for choosing a law form.
 
 Every training is appended to ``--out`` (JSONL) and skipped when the script runs again, so an
-interrupted run resumes. The table printed at the end is the README's.
+interrupted run resumes. The table printed at the end is docs/planning.md's.
 
     python benchmarks/plan_accuracy.py --law src/memlaw/laws/smollm2-135m-instruct.json \\
         --compare runs/calibrate/law-full.json --out runs/plan-accuracy.jsonl --bisect phonebook-120,facts,prose
@@ -167,7 +167,7 @@ def predicted_final_loss(law, training: dict) -> float:
 
 
 def print_table(summary: list[dict], laws: dict, trainings: list[dict]) -> None:
-    """The README's table, then the shares, ratios and errors: predictions are scored on every
+    """The table of docs/planning.md, then the shares, ratios and errors: predictions are scored on every
     training of these sets (``trainings``), at whatever rank it ran."""
     print("\n| set | tokens | initial loss | planned rank (P certify) | final loss at plan (predicted) | "
           "certified at plan | exact match | certified at half | smallest certifying rank | rank for mean < ln 2: "

@@ -32,7 +32,7 @@ DEFAULT_GPU_COPIES = 8
 MAX_COPIES = 16
 #: On a CPU, stacking pays while one step's tokens over all copies stay below this: small matrix
 #: products use the cores poorly, large ones are compute-bound and only pay K times the memory.
-#: Measured with benchmarks/small_probes.py on 2 cores (README, "Small probes").
+#: Measured with benchmarks/small_probes.py on 2 cores (docs/performance.md, "Small probes").
 CPU_STACK_TOKENS = 1536
 
 
