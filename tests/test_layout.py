@@ -12,7 +12,7 @@ import memlaw
 SOURCE = Path(memlaw.__file__).parent
 #: The pipeline, lowest first; a module may import its own layer and the ones before it.
 LAYERS = ["base", "data", "models", "placements", "engine", "measure", "training", "probe", "sweep", "law", "laws",
-          "report", "hf", "api", "cli"]  # fmt: skip
+          "report", "api", "hf", "cli"]  # fmt: skip
 BASE = {"errors", "constants", "config", "io", "_lazy", "_version"}
 
 
