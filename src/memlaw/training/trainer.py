@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -141,144 +141,215 @@ def train_copies(
     that check for the previous step, so ``certified_step`` is exact; otherwise it is an upper
     bound at epoch granularity.
     """
-    copies = adapter.copies
-    seeds = [config.seed] * copies if seeds is None else seeds
-    if config.autocast and not bf16_autocast_available(adapter.model.device):
-        raise MemlawInputError("autocast (bf16) needs a GPU or a CPU with bf16 support; train without it here")
-    model = adapter.model
-    total = config.total_steps(len(data.items), objective)
-    # One optimizer and schedule per copy: each copy's learning rate follows its own curve.
-    lrs = [config.lr] * copies if lrs is None else lrs
-    schedules = [
-        CopySchedule(adapter.copy_parameters(j), replace(config, lr=lrs[j]), total, len(data.items))
-        for j in range(copies)
-    ]
-    torch.manual_seed(config.seed)  # adapter dropout draws from the global generator
-    orders = [torch.Generator().manual_seed(seed) for seed in seeds]
-    # a training forward pass is a clean check when it sees every item, without dropout, in float32
-    forward_is_check = (
-        config.check_every > 0
-        and len(data.items) <= config.batch_size
-        and not adapter.stochastic
-        and not config.autocast
-    )
-    stop_at_certified = config.until != "budget"
+    training = CopyTraining(
+        adapter, data, objective, config, pad_id=pad_id, seeds=seeds, lrs=lrs, race=race,
+        eval_batch_size=eval_batch_size, cache=cache,
+    )  # fmt: skip
+    return training.run(progress)
 
-    curves: list[list[float]] = [[] for _ in range(copies)]
-    rates: list[list[float]] = [[] for _ in range(copies)]  # learning rate in force at each step
-    # the stubborn measure at the end of each epoch: (steps so far, excess, stubborn tokens, learning rate)
-    excess_curves: list[list[tuple[int, float, int, float]]] = [[] for _ in range(copies)]
-    certified: list[int | None] = [None] * copies
-    reasons: list[str | None] = [None] * copies  # set when a copy stops before the end
-    step, epoch = 0, 0
-    # closed on the way out of an interrupt too, so that the message after it starts a clean line
-    with tqdm(total=total, desc="training", unit="step", disable=not progress, leave=False) as bar:
-        while step < total and not all(reasons):
-            adapter.train(True)
-            below = [True] * copies  # every batch of this epoch under the threshold, per copy
-            epoch_losses: list[list[float]] = [[] for _ in range(copies)]
-            epoch_excess, epoch_stubborn = [0.0] * copies, [0] * copies
-            epoch_orders = (
-                objective.epoch_items(epoch, len(data.items), config.batch_size, g, copy=j)
-                for j, g in enumerate(orders)
-            )
-            batches = zip(*(order.split(config.batch_size) for order in epoch_orders), strict=True)
-            for per_copy in batches:
-                # stopped copies leave the batch (their orders still advance, as they would alone)
-                active = [j for j in range(copies) if reasons[j] is None]
-                indices = [i for j in active for i in per_copy[j].tolist()]
-                with (
-                    record_function("memlaw.forward"),
-                    torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=config.autocast),
-                    checkpointed_layers(model, adapter.first_layer) if config.checkpoint_layers else nullcontext(),
-                    adapter.only(active) if len(active) < copies else nullcontext(),
-                ):
-                    tokens = batch_token_losses(model, data, indices, pad_id=pad_id, cache=cache, copies=len(active))
-                    if len(active) < copies:  # blocks of the active copies back to copy numbers
-                        tokens.copy = torch.tensor(active, device=tokens.copy.device)[tokens.copy]
-                with record_function("memlaw.objective"):
-                    weights = objective.weights(tokens).detach()
-                    loss = copy_losses(tokens.losses, weights, tokens.copy, copies).sum()
-                    stats = copy_stats(tokens.losses.detach(), tokens.copy, copies, weights)  # one sync
-                    worst, mean, weighted = stats.worst, stats.mean, stats.weighted
-                for j in active:
-                    below[j] = below[j] and worst[j] < CERTIFY_LOSS
-                    if forward_is_check and certified[j] is None and worst[j] < CERTIFY_LOSS:
-                        certified[j] = step  # the parameters after ``step`` updates are certified
-                        if stop_at_certified and reasons[j] is None:
-                            reasons[j] = "certified"
-                if race and "certified" in reasons:
-                    reasons = [reason or "outrun" for reason in reasons]
-                for j in active:
-                    if reasons[j] is None:
-                        curves[j].append(mean[j])
-                        epoch_losses[j].append(mean[j])
-                        epoch_excess[j] += stats.excess[j]
-                        epoch_stubborn[j] += stats.stubborn[j]
-                        rates[j].append(schedules[j].lr)
-                if all(reasons):
-                    break
-                # Stopped copies, and copies whose objective weighs nothing this step, get no update:
-                # without a gradient AdamW leaves their parameters, moments and step count alone, as it
-                # does for a lone adapter that skips its backward (the reference's zero-backprop steps).
-                idle = [j for j in range(copies) if reasons[j] or weighted[j] == 0]
-                for schedule in schedules:
-                    schedule.optimizer.zero_grad(set_to_none=True)
-                if len(idle) < copies:
-                    with record_function("memlaw.backward"):
-                        loss.backward()
-                    with record_function("memlaw.optimizer"):
-                        adapter.drop_gradients(idle)
-                        adapter.clip_grad_norm_(config.max_grad_norm)
-                with record_function("memlaw.optimizer"):
-                    for schedule in schedules:
-                        schedule.step()
-                step += 1
-                bar.update()
-                bar.set_postfix(loss=f"{curves[0][-1] if curves[0] else float('nan'):.3f}")
-                if step >= total:
-                    break
-            epoch += 1
-            adapter.train(False)
-            for j, losses in enumerate(epoch_losses):
-                if reasons[j] is None and losses:
-                    excess_curves[j].append((step, epoch_excess[j], epoch_stubborn[j], schedules[j].lr))
-                    if schedules[j].end_epoch(sum(losses) / len(losses), epoch_excess[j], epoch_stubborn[j]):
-                        reasons[j] = "converged"
-            due = config.check_every and (epoch % config.check_every == 0 or step >= total)
-            pending = [j for j in range(copies) if certified[j] is None and below[j] and reasons[j] is None]
-            if due and pending and not forward_is_check:
-                with record_function("memlaw.check"):
-                    tokens = evaluate_tokens(
-                        model, data, pad_id=pad_id, batch_size=eval_batch_size, cache=cache, copies=copies
-                    )
-                for j in pending:
-                    if float(tokens.of_copy(j).losses.max()) < CERTIFY_LOSS:
-                        certified[j] = step
-                        if stop_at_certified:
-                            reasons[j] = "certified"
-                if race and "certified" in reasons:
-                    reasons = [reason or "outrun" for reason in reasons]
-    adapter.train(False)
-    end = "max_steps" if config.until == "converged" else "budget"
-    logs = []
-    for j in range(copies):
-        slope = loss_slope(curves[j], rates[j], config.plateau_steps, lrs[j])
-        excess_slope, stubborn = stubborn_slope(excess_curves[j], len(curves[j]), config.plateau_steps, lrs[j])
-        reason = reasons[j] or end
+
+@dataclass
+class CopyRun:
+    """One copy's state through training: its optimizer and schedule, its batch order, what it
+    logs, how it ended, and the running measures of the current epoch."""
+
+    schedule: CopySchedule
+    order: torch.Generator
+    lr: float
+    curve: list[float] = field(default_factory=list)  # mean loss of each step's batch (before its update)
+    rates: list[float] = field(default_factory=list)  # learning rate in force at each step
+    #: The stubborn measure at the end of each epoch: (steps so far, excess, stubborn tokens, learning rate).
+    excess_curve: list[tuple[int, float, int, float]] = field(default_factory=list)
+    certified: int | None = None
+    reason: str | None = None  # set when the copy stops before the end
+    below: bool = True  # every batch of this epoch under the threshold
+    epoch_losses: list[float] = field(default_factory=list)
+    epoch_excess: float = 0.0
+    epoch_stubborn: int = 0
+
+    def start_epoch(self) -> None:
+        self.below, self.epoch_losses, self.epoch_excess, self.epoch_stubborn = True, [], 0.0, 0
+
+    def record(self, mean: float, excess: float, stubborn: int) -> None:
+        """One training batch's measures, before its update."""
+        self.curve.append(mean)
+        self.epoch_losses.append(mean)
+        self.epoch_excess += excess
+        self.epoch_stubborn += stubborn
+        self.rates.append(self.schedule.lr)
+
+    def end_epoch(self, step: int) -> None:
+        """The epoch's stubborn measure logged and fed to the plateau rule, which may end the copy."""
+        if self.reason is not None or not self.epoch_losses:
+            return
+        self.excess_curve.append((step, self.epoch_excess, self.epoch_stubborn, self.schedule.lr))
+        mean = sum(self.epoch_losses) / len(self.epoch_losses)
+        if self.schedule.end_epoch(mean, self.epoch_excess, self.epoch_stubborn):
+            self.reason = "converged"
+
+    def log(self, config: TrainConfig, total: int) -> TrainLog:
+        end = "max_steps" if config.until == "converged" else "budget"
+        slope = loss_slope(self.curve, self.rates, config.plateau_steps, self.lr)
+        excess_slope, stubborn = stubborn_slope(self.excess_curve, len(self.curve), config.plateau_steps, self.lr)
+        reason = self.reason or end
         # still learning at the end: either measure was improving by more than its plateau tolerance
         limited = reason == end and (
             -slope * config.plateau_steps > config.plateau_tol
             or -excess_slope * config.plateau_steps > config.plateau_tol * max(1, stubborn)
         )
-        measure = schedules[j].plateau.last_improved if reason == "converged" and schedules[j].plateau else None
-        logs.append(
-            TrainLog(
-                len(curves[j]), curves[j], certified[j], len(curves[j]) < total, reason, slope, limited,
-                measure, excess_slope,
-            )
+        plateau = self.schedule.plateau
+        measure = plateau.last_improved if reason == "converged" and plateau else None
+        return TrainLog(
+            len(self.curve), self.curve, self.certified, len(self.curve) < total, reason, slope, limited, measure,
+            excess_slope,
         )  # fmt: skip
-    return logs
+
+
+class CopyTraining:
+    """The loop of ``train_copies``: epochs of steps (forward, objective, record, update), each
+    epoch ending with the plateau rule and, where due, a clean certification check."""
+
+    def __init__(
+        self, adapter: Adapter, data: EncodedData, objective: Objective, config: TrainConfig, *, pad_id: int,
+        seeds: list[int] | None, lrs: list[float] | None, race: bool, eval_batch_size: int, cache: PrefixCache | None,
+    ):  # fmt: skip
+        if config.autocast and not bf16_autocast_available(adapter.model.device):
+            raise MemlawInputError("autocast (bf16) needs a GPU or a CPU with bf16 support; train without it here")
+        self.adapter, self.data, self.objective, self.config = adapter, data, objective, config
+        self.pad_id, self.race, self.eval_batch_size, self.cache = pad_id, race, eval_batch_size, cache
+        copies = adapter.copies
+        self.total = config.total_steps(len(data.items), objective)
+        seeds = [config.seed] * copies if seeds is None else seeds
+        lrs = [config.lr] * copies if lrs is None else lrs
+        # one optimizer and schedule per copy: each copy's learning rate follows its own curve
+        schedules = [
+            CopySchedule(adapter.copy_parameters(j), replace(config, lr=lrs[j]), self.total, len(data.items))
+            for j in range(copies)
+        ]
+        torch.manual_seed(config.seed)  # adapter dropout draws from the global generator
+        self.runs = [
+            CopyRun(schedule, torch.Generator().manual_seed(seed), lr)
+            for schedule, seed, lr in zip(schedules, seeds, lrs, strict=True)
+        ]
+        # a training forward pass is a clean check when it sees every item, without dropout, in float32
+        self.forward_is_check = (
+            config.check_every > 0 and len(data.items) <= config.batch_size and not adapter.stochastic
+            and not config.autocast
+        )  # fmt: skip
+        self.stop_at_certified = config.until != "budget"
+        self.step = self.epoch = 0
+
+    @property
+    def stopped(self) -> bool:
+        return all(run.reason for run in self.runs)
+
+    def run(self, progress: bool) -> list[TrainLog]:
+        # closed on the way out of an interrupt too, so that the message after it starts a clean line
+        with tqdm(total=self.total, desc="training", unit="step", disable=not progress, leave=False) as bar:
+            while self.step < self.total and not self.stopped:
+                self.train_epoch(bar)
+                self.end_epoch()
+        self.adapter.train(False)
+        return [run.log(self.config, self.total) for run in self.runs]
+
+    def train_epoch(self, bar: tqdm) -> None:
+        self.adapter.train(True)
+        for run in self.runs:
+            run.start_epoch()
+        size = self.config.batch_size
+        orders = [
+            self.objective.epoch_items(self.epoch, len(self.data.items), size, run.order, copy=j).split(size)
+            for j, run in enumerate(self.runs)
+        ]
+        for per_copy in zip(*orders, strict=True):
+            # stopped copies leave the batch (their orders still advance, as they would alone)
+            active = [j for j, run in enumerate(self.runs) if run.reason is None]
+            loss, stats = self.forward(active, [i for j in active for i in per_copy[j].tolist()])
+            self.record(active, stats)
+            if self.stopped:
+                break
+            self.update(loss, stats)
+            self.step += 1
+            bar.update()
+            bar.set_postfix(loss=f"{self.runs[0].curve[-1] if self.runs[0].curve else float('nan'):.3f}")
+            if self.step >= self.total:
+                break
+        self.epoch += 1
+        self.adapter.train(False)
+
+    def forward(self, active: list[int], indices: list[int]) -> tuple[torch.Tensor, CopyStats]:
+        """The active copies' loss on their rows of the batch, and each copy's measures of it."""
+        adapter, config, copies = self.adapter, self.config, self.adapter.copies
+        model = adapter.model
+        with (
+            record_function("memlaw.forward"),
+            torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=config.autocast),
+            checkpointed_layers(model, adapter.first_layer) if config.checkpoint_layers else nullcontext(),
+            adapter.only(active) if len(active) < copies else nullcontext(),
+        ):
+            tokens = batch_token_losses(
+                model, self.data, indices, pad_id=self.pad_id, cache=self.cache, copies=len(active)
+            )
+            if len(active) < copies:  # blocks of the active copies back to copy numbers
+                tokens.copy = torch.tensor(active, device=tokens.copy.device)[tokens.copy]
+        with record_function("memlaw.objective"):
+            weights = self.objective.weights(tokens).detach()
+            loss = copy_losses(tokens.losses, weights, tokens.copy, copies).sum()
+            return loss, copy_stats(tokens.losses.detach(), tokens.copy, copies, weights)  # one sync
+
+    def record(self, active: list[int], stats: CopyStats) -> None:
+        """A batch's measures: the certification trigger, the check a forward pass can be, the curves."""
+        for j in active:
+            self.runs[j].below = self.runs[j].below and stats.worst[j] < CERTIFY_LOSS
+        if self.forward_is_check:
+            self.certify([j for j in active if self.runs[j].certified is None and stats.worst[j] < CERTIFY_LOSS])
+        for j in active:
+            if self.runs[j].reason is None:
+                self.runs[j].record(stats.mean[j], stats.excess[j], stats.stubborn[j])
+
+    def update(self, loss: torch.Tensor, stats: CopyStats) -> None:
+        # Stopped copies, and copies whose objective weighs nothing this step, get no update:
+        # without a gradient AdamW leaves their parameters, moments and step count alone, as it
+        # does for a lone adapter that skips its backward (the reference's zero-backprop steps).
+        idle = [j for j, run in enumerate(self.runs) if run.reason or stats.weighted[j] == 0]
+        for run in self.runs:
+            run.schedule.optimizer.zero_grad(set_to_none=True)
+        if len(idle) < len(self.runs):
+            with record_function("memlaw.backward"):
+                loss.backward()
+            with record_function("memlaw.optimizer"):
+                self.adapter.drop_gradients(idle)
+                self.adapter.clip_grad_norm_(self.config.max_grad_norm)
+        with record_function("memlaw.optimizer"):
+            for run in self.runs:
+                run.schedule.step()
+
+    def end_epoch(self) -> None:
+        """The plateau rule for each copy, then a clean check of the copies whose batches were all
+        below ln 2, when one is due."""
+        for run in self.runs:
+            run.end_epoch(self.step)
+        config = self.config
+        due = config.check_every and (self.epoch % config.check_every == 0 or self.step >= self.total)
+        pending = [j for j, run in enumerate(self.runs) if run.certified is None and run.below and run.reason is None]
+        if not (due and pending) or self.forward_is_check:
+            return
+        with record_function("memlaw.check"):
+            tokens = evaluate_tokens(
+                self.adapter.model, self.data, pad_id=self.pad_id, batch_size=self.eval_batch_size, cache=self.cache,
+                copies=self.adapter.copies,
+            )  # fmt: skip
+        self.certify([j for j in pending if float(tokens.of_copy(j).losses.max()) < CERTIFY_LOSS])
+
+    def certify(self, copies: list[int]) -> None:
+        """The one certification path: ``copies`` have every token at p > 0.5 after ``step`` updates."""
+        for j in copies:
+            self.runs[j].certified = self.step
+            if self.stop_at_certified and self.runs[j].reason is None:
+                self.runs[j].reason = "certified"
+        if self.race and any(run.reason == "certified" for run in self.runs):
+            for run in self.runs:
+                run.reason = run.reason or "outrun"
 
 
 class CopySchedule:
