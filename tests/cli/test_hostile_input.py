@@ -12,6 +12,7 @@ import yaml
 
 from memlaw.io import write_json_atomic
 from memlaw.law.fit import MemoryLaw
+from memlaw.law.state import Reference
 
 
 def one_line_exit_2(result, message):
@@ -24,7 +25,7 @@ def one_line_exit_2(result, message):
 def law_file(tmp_path):
     rank, length = (a.ravel().astype(float) for a in np.meshgrid([1, 2, 4, 8], [8, 16, 32, 64]))
     law = MemoryLaw(bootstrap=0).fit(rank, length, 3.0 * rank**0.5 * length**-0.3 + 0.2)
-    law.reference_ = {"initial_loss": [{"ratio": 1.0, "length": 8.0, "initial_loss": 11.0}], "params_per_rank": 64.0}
+    law.reference_ = Reference([{"ratio": 1.0, "length": 8.0, "initial_loss": 11.0}], params_per_rank=64.0)
     path = tmp_path / "law.json"
     write_json_atomic(path, law.to_dict())
     return path

@@ -11,6 +11,7 @@ from memlaw.constants import MLP_MODULES
 from memlaw.io import write_json_atomic
 from memlaw.law.fit import MemoryLaw
 from memlaw.law.library import user_law_path
+from memlaw.law.state import Provenance, Reference
 from memlaw.models.loading import DEFAULT_MODEL
 from memlaw.probe import ProbeConfig
 from memlaw.probe.run import run_probe
@@ -35,10 +36,8 @@ def tiny_law(tiny_dir, budget=BUDGET) -> MemoryLaw:
     rank, length = (a.ravel().astype(float) for a in np.meshgrid([1, 2, 4, 8], [8, 16, 32, 64]))
     delta = 8.0 * rank**0.5 * length**-0.3 + 0.2  # the tiny facts (initial loss ~11) plan a rank near 10
     law = MemoryLaw(bootstrap=20).fit(rank, length, delta)
-    law.provenance_ = {"model": tiny_dir, "prompt_format": "raw", **budget}
-    law.reference_ = {
-        "initial_loss": [{"ratio": 1.0, "length": 8.0, "initial_loss": 11.0}], "params_per_rank": 128.0, "layers": 4
-    }  # fmt: skip
+    law.provenance_ = Provenance({"model": tiny_dir, "prompt_format": "raw", **budget})
+    law.reference_ = Reference([{"ratio": 1.0, "length": 8.0, "initial_loss": 11.0}], params_per_rank=128.0, layers=4)
     return law
 
 

@@ -148,13 +148,13 @@ def test_train_defaults_are_the_budget_of_the_packaged_peft_law():
     law, _ = find_law(DEFAULT_MODEL, "peft")
     defaults = {f.name: TRAIN_DEFAULTS.get(f.name, f.default) for f in fields(ProbeConfig)}
     differing = {
-        name: law.provenance_[name]
+        name: law.provenance_.get(name)
         for name in PROVENANCE
         if name not in ("data", "autocast")
-        and not same_setting(name, law.provenance_[name], defaults[name], law.reference_["layers"])
+        and not same_setting(name, law.provenance_.get(name), defaults[name], law.reference_.layers)
     }
     assert differing == {}
-    assert law.provenance_["placement"] == "peft" and law.reference_["layers"] == 30
+    assert law.provenance_.placement == "peft" and law.reference_.layers == 30
 
 
 @pytest.mark.parametrize(

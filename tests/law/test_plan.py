@@ -162,11 +162,11 @@ def test_a_logistic_certification_model_sets_the_margin_of_a_confident_plan():
 
 def test_content_beyond_full_rank_is_refused_with_what_full_rank_holds():
     law = MemoryLaw(bootstrap=0).fit_points(points())
-    law.reference_["max_rank"] = 16
+    law.reference_.max_rank = 16
     held = plan_length(law, 16, initial_loss=10.0).length
     assert plan_rank(law, held * 0.8, initial_loss=10.0).rank <= 16
     with pytest.raises(MemlawInputError, match=rf"do not fit even at full rank \(16.*holds about {held:,.0f} tokens"):
         plan_rank(law, held * 1.5, initial_loss=10.0)
-    del law.reference_["max_rank"]
+    law.reference_.max_rank = None
     with pytest.raises(MemlawInputError, match="beyond any adapter"):
         plan_rank(law, 1e12, initial_loss=10.0)

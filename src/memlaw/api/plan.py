@@ -20,17 +20,10 @@ from memlaw.constants import CERTIFY_LOSS, DEFAULT_LAYER_FRACTION, DEFAULT_MODEL
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_dir_atomic, write_json_atomic
 from memlaw.law.fit import MemoryLaw
-from memlaw.law.library import (
-    check_law_adapter,
-    describe_adapter,
-    find_law,
-    law_depth,
-    layer_list,
-    memlaw_home,
-    same_setting,
-)
+from memlaw.law.library import check_law_adapter, find_law, layer_list, memlaw_home, same_setting
 from memlaw.law.library import load_law as read_law
 from memlaw.law.plan import LawPlan, content_warning, margin_for, plan_items, plan_length, plan_rank
+from memlaw.law.state import AdapterSpec
 from memlaw.law.track import TrackRecord, VerifiedPlan
 
 if TYPE_CHECKING:
@@ -51,12 +44,11 @@ class ChosenLaw:
 
     law: MemoryLaw
     name: str
-    adapter: dict
+    adapter: AdapterSpec
 
     @property
     def model(self) -> str | None:
-        model = (self.law.provenance_ or {}).get("model")
-        return model if isinstance(model, str) else None
+        return self.law.provenance_.model
 
 
 def load_law(model: str | None = None, placement: str | None = None, *, path: str | Path | None = None) -> MemoryLaw:
@@ -134,10 +126,8 @@ class Plan:
     def training_settings(self) -> dict[str, Any]:
         """The law's budget (learning rate, method, stopping rule, precision...) for training this plan."""
         from memlaw.law.points import PROVENANCE
-        from memlaw.law.verify import NOT_SETTINGS
 
-        provenance = self.chosen.law.provenance_ or {}
-        return {name: provenance[name] for name in PROVENANCE if name in provenance and name not in NOT_SETTINGS}
+        return self.chosen.law.provenance_.budget(PROVENANCE)
 
     def lora_config(self) -> LoraConfig:
         """PEFT's ``LoraConfig`` of the planned adapter: the law's modules and layers at the planned rank."""
@@ -166,16 +156,16 @@ class Plan:
     def _peft_config(self):
         from memlaw.placements.peft_lora import PeftLoraConfig
 
-        provenance = self.chosen.law.provenance_ or {}
+        provenance = self.chosen.law.provenance_
         alpha = provenance.get("lora_alpha")
         return PeftLoraConfig(
-            self.rank, peft_layers(self.chosen), self.chosen.adapter["target_modules"],
+            self.rank, peft_layers(self.chosen), self.chosen.adapter.target_modules,
             self.rank if alpha is None else alpha, provenance.get("dropout") or 0.0,
         )  # fmt: skip
 
     def train_command(self) -> str | None:
         """The ``memlaw train`` line that trains this plan as the law's probes trained, for file plans."""
-        return None if self.training is None else train_command(self.training, depth=law_depth(self.chosen.law))
+        return None if self.training is None else train_command(self.training, depth=self.chosen.law.reference_.layers)
 
     def verify(self, *, track_record: str | Path | None = None, progress: bool = False) -> VerifiedPlan:
         """Train the plan as the law's probes trained, on its file at the planned rank, and record
@@ -190,7 +180,7 @@ class Plan:
         track = TrackRecord(track_record or self._track_path or default_track_record())
         track.record(verified)
         if self.chosen.model is not None:
-            self.track = track.summary(self.chosen.model, self.chosen.adapter["placement"])
+            self.track = track.summary(self.chosen.model, self.chosen.adapter.placement)
         self.verified, self.verify_note = verified, autocast_note(self.chosen.law, self.training)
         return verified
 
@@ -220,11 +210,11 @@ class Plan:
         if self.verified is not None:
             lines += [f"note: {self.verify_note}"] * (self.verify_note is not None)
             lines.append(f"verified: {self.verified.describe()}")
-        lines.append(f"adapter: {describe_adapter(self.chosen.adapter)} (what {self.chosen.name} was calibrated on)")
+        lines.append(f"adapter: {self.chosen.adapter.describe()} (what {self.chosen.name} was calibrated on)")
         if self.track is not None:
             lines.append(
                 f"{self.track[0]} verified plans on this model: {self.track[1]} certified "
-                f"({self.chosen.adapter['placement']} adapters)"
+                f"({self.chosen.adapter.placement} adapters)"
             )
         if self.confidence is not None:
             lines.insert(
@@ -248,7 +238,7 @@ class Plan:
         if self.verified is not None:
             record["verified"] = {**asdict(self.verified), "note": self.verify_note}
         if self.track is not None:
-            placement = self.chosen.adapter["placement"]
+            placement = self.chosen.adapter.placement
             record["track_record"] = {
                 "model": self.chosen.model, "placement": placement, "verified": self.track[0],
                 "certified": self.track[1],
@@ -258,7 +248,7 @@ class Plan:
         )
         if self.confidence is not None:
             record["target_margin"] = self.margin
-        record["adapter"] = self.chosen.adapter
+        record["adapter"] = self.chosen.adapter.to_dict()
         return record
 
 
@@ -318,7 +308,7 @@ def plan(
     result._track_path = track_record
     if chosen.model is not None:
         result.track = TrackRecord(track_record or default_track_record()).summary(
-            chosen.model, chosen.adapter["placement"]
+            chosen.model, chosen.adapter.placement
         )
     return result
 
@@ -401,10 +391,10 @@ def train_command(config: ProbeConfig, *, depth: int | None = None) -> str:
 
 def peft_layers(chosen: ChosenLaw) -> list[int] | str:
     """The layers (indices from 0, or "all") PEFT adapts for the law's adapter, or why it cannot say."""
-    adapter, depth = chosen.adapter, law_depth(chosen.law)
-    if adapter["placement"] != "peft":
+    adapter, depth = chosen.adapter, chosen.law.reference_.layers
+    if adapter.placement != "peft":
         raise MemlawInputError(f"a PEFT config needs a law calibrated on PEFT LoRA; {chosen.name} is for the bypass")
-    layers = adapter["layer"]
+    layers = adapter.layer
     if layers is None and depth is not None:  # memlaw's default layer: about 2/3 of the depth
         layers = round(DEFAULT_LAYER_FRACTION * depth)
     if layers == "all":

@@ -96,5 +96,5 @@ def fit_calibration(points: LawPoints, law: MemoryLaw, *, max_rank: int, layers:
     errors = [heldout_error(points, law.clone(form=form, bootstrap=0).fit_points(points)) for form in CALIBRATION_FORMS]
     scored = [(error, i) for i, error in enumerate(errors) if error is not None]
     fitted = law.clone(form=CALIBRATION_FORMS[min(scored)[1] if scored else 0]).fit_points(points)
-    fitted.reference_.update(max_rank=max_rank, layers=layers)
+    fitted.reference_ = fitted.reference_.with_model_shape(max_rank=max_rank, layers=layers)
     return fitted

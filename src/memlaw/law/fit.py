@@ -23,6 +23,7 @@ from memlaw.law.certify import fit_certification
 from memlaw.law.cost import fit_cost
 from memlaw.law.forms import FORMS, PowerLaw
 from memlaw.law.points import LawPoints
+from memlaw.law.state import Provenance, Reference
 
 LOSSES = ("squares", "huber")
 #: Which cells count as saturated (their ΔL is capped by the data, not by capacity): the
@@ -163,7 +164,8 @@ class MemoryLaw:
         self.n_points_ = int(keep.sum())
         self.ci_ = self._bootstrap()
         self.warnings_ += self._log_limit()
-        self.provenance_, self.reference_, self.cost_, self.certification_ = {}, {}, None, None
+        # fitted from arrays: nothing known of where they came from (``fit_points`` fills these)
+        self.provenance_, self.reference_, self.cost_, self.certification_ = Provenance(), Reference(), None, None
         return self
 
     def log_limit_rates(self) -> dict[str, tuple[float, float | None, float | None]] | None:
@@ -264,7 +266,7 @@ class MemoryLaw:
             self.x_of(points), points.length, points.delta_loss, points.final_loss, initial_loss=points.initial_loss,
             certified=points.certified, budget_limited=points.budget_limited,
         )  # fmt: skip
-        self.provenance_, self.reference_ = points.provenance, points.planning_reference()
+        self.provenance_, self.reference_ = Provenance(dict(points.provenance)), points.planning_reference()
         self.cost_ = fit_cost(points.subset(_stopped_on_their_own(points)))
         if points.initial_loss is not None and points.certified is not None:
             # every cell, saturated ones too: they are where certification happens
@@ -344,8 +346,8 @@ class MemoryLaw:
             },
             "cost": self.cost_,
             "certification": self.certification_,
-            "provenance": self.provenance_,
-            "reference": self.reference_,
+            "provenance": self.provenance_.to_dict(),
+            "reference": self.reference_.to_dict(),
             "bootstrap_draws": self.draws_.tolist(),
             "valid_for": "the placement, data, method and stopping rule in provenance only",
         }  # fmt: skip
@@ -375,10 +377,11 @@ class MemoryLaw:
                 value = law.certification_[name]
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
                     raise TypeError(f"certification {name} is {value!r}, not a finite number")
-        law.grid_, law.provenance_, law.reference_ = values["grid"], values["provenance"], values.get("reference") or {}
-        for name in ("grid_", "provenance_", "reference_"):
-            if not isinstance(getattr(law, name), dict):
-                raise TypeError(f"{name.rstrip('_')} is {getattr(law, name)!r}, not a mapping")
+        if not isinstance(values["grid"], dict):
+            raise TypeError(f"grid is {values['grid']!r}, not a mapping")
+        law.grid_ = values["grid"]
+        law.provenance_ = Provenance.from_dict(values["provenance"])
+        law.reference_ = Reference.from_dict(values.get("reference") or {})
         draws = np.array(values.get("bootstrap_draws", []), dtype=np.float64)
         # laws saved before forms were objects kept a zero b column for every form
         law.draws_ = (

@@ -14,10 +14,10 @@ import shlex
 from importlib import resources
 from pathlib import Path
 
-from memlaw.constants import MLP_MODULES
 from memlaw.errors import MemlawInputError
 from memlaw.io import read_user_text
 from memlaw.law.fit import MemoryLaw
+from memlaw.law.state import AdapterSpec
 
 #: Package holding the shipped laws.
 PACKAGED_LAWS = "memlaw.laws"
@@ -72,28 +72,12 @@ def law_from_text(text: str, where: str) -> MemoryLaw:
         raise MemlawInputError(f"{where} is not a law written by memlaw fit ({type(err).__name__}: {err})") from err
 
 
-def law_adapter(law: MemoryLaw) -> dict:
-    """The adapter ``law`` was calibrated on: placement, layer and (PEFT) target modules, layers
-    counted from 0 where the law knows the model's depth."""
-    provenance = getattr(law, "provenance_", {}) or {}
-    placement = provenance.get("placement", "bypass")
-    modules = provenance.get("target_modules") or (list(MLP_MODULES) if placement == "peft" else None)
-    return {
-        "placement": placement,
-        "layer": _layers(provenance.get("layer"), law_depth(law)),
-        "target_modules": None if modules is None else sorted(modules),
-    }
-
-
-def describe_adapter(adapter: dict) -> str:
-    layer = adapter["layer"]
-    if layer == "all" or layer is None:
-        where = "all layers" if layer == "all" else "the default layer"
-    else:
-        where = f"layer {layer}" if isinstance(layer, int) else f"layers {', '.join(map(str, layer))}"
-    if adapter["placement"] == "bypass":
-        return f"the bypass at {where}"
-    return f"PEFT LoRA on {', '.join(adapter['target_modules'])} of {where}"
+def law_adapter(law: MemoryLaw) -> AdapterSpec:
+    """The adapter ``law`` was calibrated on, layers counted from 0 where the law knows the model's depth."""
+    provenance = law.provenance_
+    return AdapterSpec.of(
+        provenance.placement, _layers(provenance.get("layer"), law.reference_.layers), provenance.get("target_modules")
+    )
 
 
 def check_law_adapter(
@@ -103,18 +87,16 @@ def check_law_adapter(
     placement: str | None = None,
     target_modules: list[str] | None = None,
     layer: str | None = None,
-) -> dict:
+) -> AdapterSpec:
     """``law``'s adapter, after checking it is the one the user names: a law holds only for the
     adapter it was calibrated on, so a plan for another is refused with how to calibrate one."""
     adapter = law_adapter(law)
-    depth = law_depth(law)
-    placement = placement or adapter["placement"]
+    depth = law.reference_.layers
+    placement = placement or adapter.placement
     if placement == "bypass" and target_modules is not None:
         raise MemlawInputError("--target-modules names PEFT modules: the bypass has none (drop it or use peft)")
-    modules = target_modules or (adapter["target_modules"] if placement == adapter["placement"] else None)
-    if placement == "peft" and modules is None:
-        modules = list(MLP_MODULES)
-    asked_layer = adapter["layer"]
+    modules = target_modules or (adapter.target_modules if placement == adapter.placement else None)
+    asked_layer = adapter.layer
     if layer is not None:
         asked_layer = _parse_layer(layer)
         indices = [] if asked_layer == "all" else layer_list(asked_layer)
@@ -123,13 +105,9 @@ def check_law_adapter(
         if depth is not None and not all(-depth <= i < depth for i in indices):
             raise MemlawInputError(f"--layer {layer} is out of range: the law's model has layers 0..{depth - 1}")
         asked_layer = _layers(asked_layer, depth)
-    asked = {
-        "placement": placement,
-        "layer": asked_layer,
-        "target_modules": None if modules is None else sorted(modules),
-    }
+    asked = AdapterSpec.of(placement, asked_layer, modules)
     if asked != adapter:
-        model = ((getattr(law, "provenance_", {}) or {}).get("model")) or "M"
+        model = law.provenance_.model or "M"
         words = ["memlaw", "calibrate", "--model", model, "--placement", placement]
         if target_modules is not None:
             words += ["--set", f"target_modules=[{','.join(target_modules)}]"]
@@ -137,7 +115,7 @@ def check_law_adapter(
             words += ["--set", f"layer={layer}" if "," not in layer else f"layer=[{layer}]"]
         words += ["--store", "NEW.db", "--out", "LAW.json"]
         raise MemlawInputError(
-            f"{where} was calibrated on {describe_adapter(adapter)}, not on {describe_adapter(asked)}: calibrate a "
+            f"{where} was calibrated on {adapter.describe()}, not on {asked.describe()}: calibrate a "
             f"law for that adapter ({shlex.join(words)}) and plan with --law LAW.json"
         )
     return adapter
@@ -146,11 +124,6 @@ def check_law_adapter(
 def layer_list(layer) -> list[int]:
     """A layer setting that is one index or several, as a list."""
     return [layer] if isinstance(layer, int) else list(layer)
-
-
-def law_depth(law: MemoryLaw) -> int | None:
-    """The layer count of the law's model, where calibrate recorded it."""
-    return (getattr(law, "reference_", {}) or {}).get("layers")
 
 
 def _parse_layer(text: str) -> int | list[int] | str:

@@ -170,7 +170,7 @@ def plan_length(
     certify with probability ``confidence``)."""
     if not rank > 0:
         raise MemlawInputError(f"rank must be positive, got {rank}")
-    full = getattr(law, "reference_", {}).get("max_rank")
+    full = law.reference_.max_rank
     if full is not None and rank > full:
         raise MemlawInputError(f"rank {rank:g} is beyond full rank ({full:g}, the model's width)")
     x = _to_x(law, rank)
@@ -238,7 +238,7 @@ def plan_items(
 def _check_full_rank(law, exact: float, length: float, start: float, target_loss: float, confidence) -> None:
     """Refuse a rank no adapter has: beyond the law's full rank (the model's width, recorded by
     ``memlaw calibrate``), or beyond any sensible rank when the law does not know it."""
-    full = getattr(law, "reference_", {}).get("max_rank")
+    full = law.reference_.max_rank
     if full is not None and not exact < full:
         holds = plan_length(law, full, initial_loss=start, target_loss=target_loss, confidence=confidence).length
         raise MemlawInputError(
@@ -254,7 +254,7 @@ def _check_full_rank(law, exact: float, length: float, start: float, target_loss
 
 def content_warning(law: MemoryLaw, initial_loss: float) -> list[str]:
     """Whether content at this mean initial loss resembles what the law was fitted on."""
-    fitted = [row["initial_loss"] for row in getattr(law, "reference_", {}).get("initial_loss", [])]
+    fitted = [row["initial_loss"] for row in law.reference_.initial_loss]
     if not fitted or min(fitted) - 0.5 <= initial_loss <= max(fitted) + 0.5:
         return []
     return [
@@ -272,7 +272,7 @@ def _completed(plan: LawPlan, law: MemoryLaw, ratio: float | None) -> LawPlan:
     plan.warnings = _extrapolation(law, rank=plan.rank, length=plan.length, ratio=ratio) + _below_zero(plan)
     if math.isfinite(plan.length):
         _add_cost(plan, law)
-        model = getattr(law, "certification_", None)
+        model = law.certification_
         if model is not None and math.isfinite(plan.predicted_final_loss):
             plan.certify_probability = certify_probability(model, plan.initial_loss, plan.predicted_final_loss)
     return plan
@@ -292,7 +292,7 @@ def margin_for(law: MemoryLaw, confidence: float) -> float:
     probability ``confidence``, by the law's certification model."""
     if not 0 < confidence < 1:
         raise MemlawInputError(f"confidence must be between 0 and 1 (exclusive), got {confidence}")
-    model = getattr(law, "certification_", None)
+    model = law.certification_
     if model is None:
         raise MemlawInputError(
             "this law has no certification model (its cells never both certified and failed): "
@@ -316,7 +316,7 @@ def _below_zero(plan: LawPlan) -> list[str]:
 
 def _add_cost(plan: LawPlan, law: MemoryLaw) -> None:
     """Steps and wall time from the law's cost models, when it has them (``memlaw.law.cost``)."""
-    cost = getattr(law, "cost_", None) or {}
+    cost = law.cost_ or {}
     model, plan.steps_to = cost.get("steps_to_certify"), "certify"
     if model is None:
         model, plan.steps_to = cost.get("steps_to_stop"), "converge"
@@ -348,7 +348,7 @@ def _percentiles(values: list[float]) -> tuple[float, float] | None:
 
 
 def _params_per_rank(law: MemoryLaw) -> float | None:
-    return getattr(law, "reference_", {}).get("params_per_rank")
+    return law.reference_.params_per_rank
 
 
 def _to_x(law: MemoryLaw, rank: float) -> float:
@@ -362,7 +362,7 @@ def _to_x(law: MemoryLaw, rank: float) -> float:
 
 def _initial_loss(law: MemoryLaw, length: float | None, ratio: float | None) -> float:
     """Mean initial loss the probes measured for ``ratio``, interpolated in log ℓ (flat outside)."""
-    table = getattr(law, "reference_", {}).get("initial_loss", [])
+    table = law.reference_.initial_loss
     if not table:
         raise MemlawInputError("this law records no initial losses: pass initial_loss= (mean loss before training)")
     ratios = sorted({row["ratio"] for row in table}, key=lambda r: -1 if r is None else r)
@@ -388,7 +388,7 @@ def _initial_loss(law: MemoryLaw, length: float | None, ratio: float | None) -> 
 
 
 def _extrapolation(law: MemoryLaw, *, rank: float, length: float, ratio: float | None) -> list[str]:
-    grid = getattr(law, "grid_", None) or {}
+    grid = law.grid_
     warnings = []
     ranks = grid.get("x", [])
     if law.x == "params" and ranks and _params_per_rank(law):

@@ -15,6 +15,7 @@ from memlaw.config import settings_where
 from memlaw.constants import lr_schedule
 from memlaw.errors import MemlawInputError
 from memlaw.io import whole
+from memlaw.law.state import Reference
 from memlaw.probe.config import ProbeConfig
 
 #: Provenance kept with a fitted law: the settings the points were measured with.
@@ -57,10 +58,10 @@ class LawPoints:
     def bits_per_param(self) -> np.ndarray | None:
         return None if self.params is None else self.stored_bits() / self.params
 
-    def planning_reference(self) -> dict[str, Any]:
+    def planning_reference(self) -> Reference:
         """What planning needs besides the constants: mean initial loss per (ratio, ℓ), and the
         trainable parameters per unit of rank (constant for one placement)."""
-        reference: dict[str, Any] = {"initial_loss": [], "params_per_rank": None}
+        reference = Reference()
         if self.initial_loss is not None:
             ratios = [None] * len(self.length) if self.ratio is None else self.ratio.tolist()
             groups: dict[tuple, list[float]] = defaultdict(list)
@@ -68,14 +69,14 @@ class LawPoints:
                 zip(ratios, self.length.tolist(), strict=True), self.initial_loss.tolist(), strict=True
             ):
                 groups[key].append(loss)
-            reference["initial_loss"] = [
+            reference.initial_loss = [
                 {"ratio": ratio, "length": whole(length), "initial_loss": float(np.mean(losses))}
                 for (ratio, length), losses in sorted(groups.items(), key=lambda g: (g[0][0] or 0.0, g[0][1]))
             ]
         if self.params is not None:
             per_rank = self.params / self.rank
             if np.allclose(per_rank, per_rank[0]):
-                reference["params_per_rank"] = whole(per_rank[0])
+                reference.params_per_rank = whole(per_rank[0])
         return reference
 
 

@@ -11,12 +11,11 @@ from memlaw.errors import MemlawInputError
 from memlaw.law.fit import MemoryLaw
 from memlaw.law.plan import LawPlan
 from memlaw.law.points import PROVENANCE
+from memlaw.law.state import NOT_SETTINGS
 from memlaw.law.track import VerifiedPlan
 from memlaw.models.loading import LoadedModel, bf16_autocast_available, resolve_device
 from memlaw.probe.config import ProbeConfig
 
-#: Provenance entries that describe the law's points, not how to train: never copied.
-NOT_SETTINGS = ("data",)
 #: What encoding a file needs from the law (the content pass); the rest is how to train.
 ENCODING = ("model", "gguf_file", "prompt_format", "system_prompt")
 #: Settings whose one value can itself be a list, so a list does not mean "several values".
@@ -29,13 +28,13 @@ def law_config(
     """The probe settings of ``law``'s points for ``data`` (and ``data_settings`` such as a
     generator's length): only the encoding without ``rank``, every recorded setting (the law's
     budget) with it."""
-    provenance = getattr(law, "provenance_", {}) or {}
+    provenance = law.provenance_
     names = ENCODING if rank is None else [name for name in PROVENANCE if name not in NOT_SETTINGS]
     settings: dict = {"data": data, "fields": fields, **data_settings}
     for name in names:
         if name not in provenance:  # a law fitted before memlaw recorded it: the default
             continue
-        value = provenance[name]  # None is a value here: no system message
+        value = provenance.get(name)  # None is a value here: no system message
         if isinstance(value, list) and name not in LIST_VALUED:
             raise MemlawInputError(f"the law was fitted on several values of {name} ({value}): fit one law per {name}")
         settings[name] = value
@@ -48,7 +47,7 @@ def law_config(
 
 def autocast_note(law: MemoryLaw, config: ProbeConfig) -> str | None:
     """Why a verification trains in another precision than the law's probes, if it does."""
-    if (getattr(law, "provenance_", {}) or {}).get("autocast") and not config.autocast:
+    if law.provenance_.get("autocast") and not config.autocast:
         return (
             "the law's probes trained under bf16 autocast, which this machine lacks: verifying in float32 "
             "(precision moved converged losses by up to 0.28 nats in memlaw's measurements)"

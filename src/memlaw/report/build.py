@@ -77,12 +77,12 @@ def _write_cells(path: Path, rows: list[dict]) -> None:
 
 
 def _summary(law: MemoryLaw, points: LawPoints, rows: list[dict], plan_length: float | None, image_format: str) -> str:
-    provenance = ", ".join(f"{k}: {v}" for k, v in law.provenance_.items())
+    provenance = ", ".join(f"{k}: {v}" for k, v in law.provenance_.settings.items())
     parts = ["# memlaw report", "", f"Probes: {len(points.rank)} cells ({provenance}).", "", "## The law", "", "```"]
     parts += describe_fit(law, points) + ["```", ""]
     if plan_length is not None:
         parts += [f"## Plan for ℓ = {plan_length:g} tokens", "", "```"]
-        ratios = sorted({row["ratio"] for row in law.reference_.get("initial_loss", [])}, key=lambda r: r or 0)
+        ratios = sorted(law.reference_.ratios(), key=lambda r: r or 0)
         for ratio in ratios or [None]:
             if ratio is not None:
                 parts.append(f"content like ρ = {ratio:g}:")
