@@ -101,7 +101,7 @@ def test_result_json_has_the_documented_fields(tiny, detach, tmp_path):
 
 
 def test_probe_rejects_bad_settings(tiny):
-    with pytest.raises(MemlawInputError, match="--length is required"):
+    with pytest.raises(MemlawInputError, match="length= is required"):
         ProbeConfig(data="phonebook")
     with pytest.raises(MemlawInputError, match="ratio must be within"):
         ProbeConfig(data="longcontext", length=5, ratio=-0.1)

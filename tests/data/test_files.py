@@ -119,7 +119,7 @@ def test_csv_and_parquet_records_with_named_columns(tmp_path):
     for path in (csv_path, parquet_path):
         items = load_items(path, ["name", "born"])
         assert [(i.key, i.value) for i in items] == [("Ada", "1815"), ("Bob", "1912")]
-        with pytest.raises(MemlawInputError, match=r"row \d+: expected fields .* --fields KEY,VALUE"):
+        with pytest.raises(MemlawInputError, match=r"row \d+: expected fields .* fields= KEY,VALUE"):
             load_items(path)
         with pytest.raises(MemlawInputError, match="no field year"):
             load_items(path, ["name", "year"])

@@ -89,13 +89,13 @@ def encode_items(
     if prompt_format not in PROMPT_FORMATS:
         raise MemlawInputError(f"unknown prompt format '{prompt_format}': use {' or '.join(PROMPT_FORMATS)}")
     if prompt_format == "chat" and not tokenizer.chat_template:
-        raise MemlawInputError("this model's tokenizer has no chat template: use --prompt-format raw")
+        raise MemlawInputError("this model's tokenizer has no chat template: use prompt_format= raw")
     encoded = []
     ends = end_of_answer(tokenizer, prompt_format) if end else ()
     for item in items:
         if item.context is not None and prompt_format != "chat":
             raise MemlawInputError(
-                "conversation records (messages) need the chat prompt format: drop --prompt-format raw"
+                "conversation records (messages) need the chat prompt format: drop prompt_format= raw"
             )
         if prompt_format == "chat":
             turns = item.context or (("user", item.key),)
@@ -124,7 +124,7 @@ def end_of_answer(tokenizer: PreTrainedTokenizerBase, prompt_format: str) -> tup
         if ids:
             return (ids[0],)
     if tokenizer.eos_token_id is None:
-        raise MemlawInputError("this tokenizer has no end-of-sequence token: train with --end-token false")
+        raise MemlawInputError("this tokenizer has no end-of-sequence token: train with end_token= false")
     return (tokenizer.eos_token_id,)
 
 

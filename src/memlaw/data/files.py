@@ -115,7 +115,7 @@ def _record_item(record: object, where: str, fields: Sequence[str] | None) -> Me
         return _conversation_item(record[MESSAGES], where)
     wanted = ", ".join(f"{k}/{v}" for k, v in FIELD_PAIRS)
     raise MemlawInputError(
-        f"{where}: expected fields {wanted} or {MESSAGES} (or name yours with --fields KEY,VALUE); "
+        f"{where}: expected fields {wanted} or {MESSAGES} (or name yours with fields= KEY,VALUE); "
         f"found {', '.join(sorted(record)) or 'none'}"
     )
 

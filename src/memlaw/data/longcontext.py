@@ -76,8 +76,7 @@ def long_context_item(
         ids = np.asarray(tokenizer(source, add_special_tokens=False).input_ids, dtype=np.int64)
         if len(ids) < length:
             raise MemlawInputError(
-                f"length {length} is longer than the text ({len(ids)} tokens): "
-                "use a longer --text or a smaller --length"
+                f"length {length} is longer than the text ({len(ids)} tokens): use a longer text= or a smaller length="
             )
         ids = ids[:length].copy()
     rng = np.random.default_rng(seed)

@@ -56,7 +56,7 @@ def find_law(model: str, placement: str = "bypass") -> tuple[MemoryLaw, str]:
         )
     raise MemlawInputError(
         f"no calibrated {placement} law for model {model!r}: run memlaw calibrate --model {model} "
-        f"--placement {placement}, or pass --law FILE (written by memlaw fit --out)"
+        f"--placement {placement}, or pass law= FILE (written by memlaw fit --out)"
     )
 
 
@@ -94,16 +94,16 @@ def check_law_adapter(
     depth = law.reference_.layers
     placement = placement or adapter.placement
     if placement == "bypass" and target_modules is not None:
-        raise MemlawInputError("--target-modules names PEFT modules: the bypass has none (drop it or use peft)")
+        raise MemlawInputError("target_modules= names PEFT modules: the bypass has none (drop it or use peft)")
     modules = target_modules or (adapter.target_modules if placement == adapter.placement else None)
     asked_layer = adapter.layer
     if layer is not None:
         asked_layer = _parse_layer(layer)
         indices = [] if asked_layer == "all" else layer_list(asked_layer)
         if depth is None and any(i < 0 for i in indices):
-            raise MemlawInputError(f"--layer {layer}: {where} does not record the model's depth: count from 0")
+            raise MemlawInputError(f"layer= {layer}: {where} does not record the model's depth: count from 0")
         if depth is not None and not all(-depth <= i < depth for i in indices):
-            raise MemlawInputError(f"--layer {layer} is out of range: the law's model has layers 0..{depth - 1}")
+            raise MemlawInputError(f"layer= {layer} is out of range: the law's model has layers 0..{depth - 1}")
         asked_layer = _layers(asked_layer, depth)
     asked = AdapterSpec.of(placement, asked_layer, modules)
     if asked != adapter:
@@ -116,7 +116,7 @@ def check_law_adapter(
         words += ["--store", "NEW.db", "--out", "LAW.json"]
         raise MemlawInputError(
             f"{where} was calibrated on {adapter.describe()}, not on {asked.describe()}: calibrate a "
-            f"law for that adapter ({shlex.join(words)}) and plan with --law LAW.json"
+            f"law for that adapter ({shlex.join(words)}) and plan with law= LAW.json"
         )
     return adapter
 
@@ -133,7 +133,7 @@ def _parse_layer(text: str) -> int | list[int] | str:
     try:
         layers = [int(part) for part in text.split(",")]
     except ValueError:
-        raise MemlawInputError(f"--layer {text}: give a layer index, a comma list of them, or 'all'") from None
+        raise MemlawInputError(f"layer= {text}: give a layer index, a comma list of them, or 'all'") from None
     return layers[0] if len(layers) == 1 else layers
 
 

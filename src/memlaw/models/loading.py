@@ -52,7 +52,7 @@ def _resolve_source(name: str, gguf_file: str | None) -> tuple[str, str | None]:
             # transformers would fail later on the tokenizer, with a message cut short
             raise MemlawInputError(
                 f"'{name}' is a folder without config.json: not a saved model (save one with save_pretrained, "
-                "or name a GGUF file with --gguf-file)"
+                "or name a GGUF file with gguf_file=)"
             )
         return str(path), gguf_file
     return name, gguf_file

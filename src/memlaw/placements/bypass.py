@@ -56,7 +56,7 @@ class BypassConfig:
     def from_settings(cls, *, rank: int, layer, init: str, dropout: float, **_: Any) -> BypassConfig:
         """From probe settings (the PEFT-only ones do not apply)."""
         if isinstance(layer, (list, str)):
-            raise MemlawInputError("the bypass placement sits on exactly one layer: give --layer as one number")
+            raise MemlawInputError("the bypass placement sits on exactly one layer: give layer= as one number")
         return cls(rank, layer, init, dropout)
 
     def attach(self, model: PreTrainedModel, *, seed: int = 0) -> BypassAdapter:

@@ -183,7 +183,7 @@ class ProbeConfig:
         if self.rank <= 0:
             raise MemlawInputError(f"rank must be a positive integer, got {self.rank}")
         if self.data in GENERATORS and self.length is None:
-            raise MemlawInputError(f"--length is required with --data {self.data}")
+            raise MemlawInputError(f"length= is required with the {self.data} generator")
         if self.autocast and not bf16_autocast_available(resolve_device(self.device)):
             raise MemlawInputError("autocast (bf16) needs a GPU or a CPU with bf16 support; train without it here")
         if not self.method_options:

@@ -33,7 +33,7 @@ def write_report(
     """Write ``out/`` (which must not exist or be empty) atomically; returns the summary's path."""
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise MemlawInputError(f"{target} already exists and is not empty: remove it or choose another --out")
+        raise MemlawInputError(f"{target} already exists and is not empty: remove it or choose another out=")
 
     def fill(folder: Path) -> None:
         from memlaw.report.plots import delta_vs_length, predicted_vs_measured, recall_heatmap  # matplotlib

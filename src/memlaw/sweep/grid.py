@@ -93,7 +93,7 @@ def load_sweep(path: str | Path, overrides: dict[str, Any] | None = None, *, max
     size = sum(math.prod(len(values) for values in axes.values()) for axes in sweep.grids)
     if size > max_cells:
         raise MemlawInputError(
-            f"{path}: the grid has {size:,} cells, more than {max_cells:,}: shrink it, or raise the cap (--max-cells)"
+            f"{path}: the grid has {size:,} cells, more than {max_cells:,}: shrink it, or raise the cap (max_cells=)"
         )
     cells = sweep.cells()  # builds every ProbeConfig once: their own checks (ranges, required settings) run here
     # the data files every cell reads, checked as a probe checks them, before any model loads

@@ -104,7 +104,7 @@ class ResultsStore:
         if tables and "meta" not in tables:  # every memlaw store, of any schema, has its meta table
             raise MemlawInputError(
                 f"{self.path} is a SQLite database of another program (tables: {', '.join(sorted(tables))}), "
-                "not a memlaw results store: it was left untouched; pass another --store"
+                "not a memlaw results store: it was left untouched; pass another store="
             )
 
     def _create_or_check(self) -> None:
@@ -128,14 +128,14 @@ class ResultsStore:
             elif found[0] != str(STORE_SCHEMA):
                 raise MemlawInputError(
                     f"{self.path} was written by a memlaw with store schema {found[0]}; this one reads "
-                    f"schema {STORE_SCHEMA}: use a new --store"
+                    f"schema {STORE_SCHEMA}: use a new store="
                 )
             present = {row[1] for row in self.db.execute("PRAGMA table_info(cells)")}
             missing = [column for column in BASE_COLUMNS if column not in present]
             if missing:  # refused before anything changes: the transaction is rolled back
                 raise MemlawInputError(
                     f"{self.path} is a damaged memlaw results store: its cells table lacks "
-                    f"{', '.join(missing)}; run the sweep again into a new --store"
+                    f"{', '.join(missing)}; run the sweep again into a new store="
                 )
             self.db.execute(LEASES_TABLE)
             for column in (*SETTING_COLUMNS, *ADDED_COLUMNS):

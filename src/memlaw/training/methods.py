@@ -29,7 +29,7 @@ def make_objective(name: str, options: dict | None = None) -> Objective:
             options[key] = check_value(key, value, hints[key])
         except MemlawInputError as err:
             raise MemlawInputError(
-                f"method {name}: {err}, e.g. --method-options '{{{key}: {defaults[key]}}}' (docs/memft.md)"
+                f"method {name}: {err}, e.g. method_options= '{{{key}: {defaults[key]}}}' (docs/memft.md)"
             ) from err
     try:
         return cls(**options)
