@@ -16,25 +16,14 @@ import argparse
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
 from transformers import Trainer, TrainingArguments
 
 from memlaw.data import load_items
-from memlaw.hf import MemorisationCallback, supervised_rows
+from memlaw.hf import MemorisationCallback, collate_rows, supervised_rows
 from memlaw.models import load_model
 
 CONTACTS = Path(__file__).resolve().parents[1] / "contacts.jsonl"
-
-
-def collate(rows, pad_id: int):
-    width = max(len(r["input_ids"]) for r in rows)
-    pad = lambda t, value: F.pad(t, (0, width - len(t)), value=value)
-    return {
-        "input_ids": torch.stack([pad(r["input_ids"], pad_id) for r in rows]),
-        "attention_mask": torch.stack([pad(torch.ones_like(r["input_ids"]), 0) for r in rows]),
-        "labels": torch.stack([pad(r["labels"], -100) for r in rows]),
-    }
 
 
 def main() -> None:
@@ -66,7 +55,7 @@ def main() -> None:
     )  # fmt: skip
     trainer = Trainer(
         model=model, args=training, train_dataset=rows, callbacks=[watch],
-        data_collator=lambda batch: collate(batch, loaded.tokenizer.pad_token_id),
+        data_collator=lambda batch: collate_rows(batch, loaded.tokenizer.pad_token_id),
     )  # fmt: skip
     trainer.train()
     model.save_pretrained(args.out)

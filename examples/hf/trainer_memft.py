@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
 from transformers import TrainingArguments
 
 from memlaw.data import phonebook_items
-from memlaw.hf import MemFTCallback, MemFTLoss, MemFTTrainer, supervised_rows
+from memlaw.hf import MemFTCallback, MemFTLoss, MemFTTrainer, collate_rows, supervised_rows
 from memlaw.models import load_model
 
 
@@ -26,16 +25,6 @@ def examples(tokenizer, count: int) -> list[dict[str, torch.Tensor]]:
     """Chat prompts unsupervised (-100); the number and the end of the assistant's turn supervised,
     so the adapter stops after the number."""
     return supervised_rows(phonebook_items(count, seed=0), tokenizer)
-
-
-def collate(rows, pad_id: int):
-    width = max(len(r["input_ids"]) for r in rows)
-    pad = lambda t, value: F.pad(t, (0, width - len(t)), value=value)
-    return {
-        "input_ids": torch.stack([pad(r["input_ids"], pad_id) for r in rows]),
-        "attention_mask": torch.stack([pad(torch.ones_like(r["input_ids"]), 0) for r in rows]),
-        "labels": torch.stack([pad(r["labels"], -100) for r in rows]),
-    }
 
 
 def main() -> None:
@@ -65,7 +54,7 @@ def main() -> None:
     )  # fmt: skip
     trainer = MemFTTrainer(
         model=model, args=training, train_dataset=examples(loaded.tokenizer, args.items),
-        data_collator=lambda rows: collate(rows, loaded.tokenizer.pad_token_id),
+        data_collator=lambda rows: collate_rows(rows, loaded.tokenizer.pad_token_id),
         memft_loss=loss, callbacks=[MemFTCallback(loss)],
     )  # fmt: skip
     trainer.train()

@@ -10,7 +10,7 @@ from peft import LoraConfig, get_peft_model
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from memlaw.hf import MemFTCallback, MemFTLoss, MemFTTrainer
+from memlaw.hf import MemFTCallback, MemFTLoss, MemFTTrainer, collate_rows
 from memlaw.models import build_tiny_model
 
 LENGTHS = [(5, 3), (9, 12), (4, 6), (7, 20)]  # (prompt, answer) tokens: unequal on purpose
@@ -35,16 +35,6 @@ class Sequences(Dataset):
         return self.rows[index]
 
 
-def collate(rows, pad_id=0):
-    width = max(len(r["input_ids"]) for r in rows)
-    pad = lambda t, value: F.pad(t, (0, width - len(t)), value=value)
-    return {
-        "input_ids": torch.stack([pad(r["input_ids"], pad_id) for r in rows]),
-        "attention_mask": torch.stack([pad(torch.ones_like(r["input_ids"]), 0) for r in rows]),
-        "labels": torch.stack([pad(r["labels"], -100) for r in rows]),
-    }
-
-
 def lora_model(tokenizer):
     model = build_tiny_model(tokenizer).model
     model.requires_grad_(False)
@@ -64,7 +54,7 @@ class GradientCapture(TrainerCallback):
 
 def median_threshold(model, data):
     """A threshold probability with about half of the answer tokens below it (a random model's p are all tiny)."""
-    batch = collate(list(data))
+    batch = collate_rows(list(data))
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     targets = batch["labels"][:, 1:]
@@ -85,7 +75,7 @@ def one_step_gradients(tmp_path, tokenizer, batch, accumulation, trainer_class, 
     )  # fmt: skip
     loss_keyword = "memft_loss" if issubclass(trainer_class, MemFTTrainer) else "compute_loss_func"
     trainer = trainer_class(
-        model=model, args=args, train_dataset=data, data_collator=collate, **{loss_keyword: loss},
+        model=model, args=args, train_dataset=data, data_collator=collate_rows, **{loss_keyword: loss},
         callbacks=[capture, MemFTCallback(loss)],
     )  # fmt: skip
     trainer.train()
@@ -101,7 +91,7 @@ def test_accumulating_4x1_gives_the_gradient_of_one_batch_of_4(tmp_path, tokeniz
 
     # and both are the OT gradient written by hand: the mean loss over the tokens below the threshold
     fresh = lora_model(tokenizer)
-    batch = collate(list(data))
+    batch = collate_rows(list(data))
     logits = fresh(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     targets = batch["labels"][:, 1:]
     losses = F.cross_entropy(logits[:, :-1][targets != -100], targets[targets != -100], reduction="none")
@@ -190,7 +180,7 @@ def memorise_with_stop(tmp_path, tokenizer, epochs):
         remove_unused_columns=False, logging_steps=1,
     )  # fmt: skip
     trainer = MemFTTrainer(
-        model=model, args=args, train_dataset=data, data_collator=collate, memft_loss=loss, callbacks=[stop]
+        model=model, args=args, train_dataset=data, data_collator=collate_rows, memft_loss=loss, callbacks=[stop]
     )
     trainer.train()
     return model, data, stop, trainer.state.global_step
@@ -200,7 +190,7 @@ def test_the_callback_stops_the_trainer_at_certification(tmp_path, tokenizer):
     model, data, stop, steps = memorise_with_stop(tmp_path, tokenizer, epochs=400)
     assert stop.stop_reason == "certified" and steps < 400
     # the last epoch saw every answer token at p > 0.5: a clean pass after its update agrees
-    batch = collate(list(data))
+    batch = collate_rows(list(data))
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     targets = batch["labels"][:, 1:]

@@ -11,22 +11,12 @@ from peft import LoraConfig, get_peft_model
 from transformers import Trainer, TrainingArguments
 
 from memlaw.data import MemoryItem
-from memlaw.hf import MemorisationCallback, supervised_rows
+from memlaw.hf import MemorisationCallback, collate_rows, supervised_rows
 from memlaw.law import LawPoints, MemoryLaw
 from memlaw.models import build_tiny_model
 
 MODULES = ["down_proj", "q_proj", "v_proj"]
 ITEMS = [MemoryItem("Ada", "7381"), MemoryItem("Bo", "52-9"), MemoryItem("Cy", "x0q")]
-
-
-def collate(rows):
-    width = max(len(r["input_ids"]) for r in rows)
-    pad = lambda t, value: torch.nn.functional.pad(t, (0, width - len(t)), value=value)
-    return {
-        "input_ids": torch.stack([pad(r["input_ids"], 0) for r in rows]),
-        "attention_mask": torch.stack([pad(torch.ones_like(r["input_ids"]), 0) for r in rows]),
-        "labels": torch.stack([pad(r["labels"], -100) for r in rows]),
-    }
 
 
 def small_law(modules=MODULES) -> MemoryLaw:
@@ -50,7 +40,7 @@ def train(tmp_path, tokenizer, watch_options, max_steps=300):
         lr_scheduler_type="constant", report_to="none", disable_tqdm=True, save_strategy="no", use_cpu=True,
         remove_unused_columns=False, logging_steps=1000,
     )  # fmt: skip
-    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[watch])
+    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate_rows, callbacks=[watch])
     trainer.train()
     return model, rows, watch, trainer
 
@@ -66,7 +56,7 @@ def test_it_logs_memorisation_stops_at_certification_and_writes_recall_json(tmp_
     recall = json.loads((tmp_path / "run" / "recall.json").read_text())
     assert recall["certified"] and recall["certified_step"] == steps and recall["plan"] is None
     # the report agrees with a clean forward of the trained model, token by token
-    batch = collate(rows)
+    batch = collate_rows(rows)
     model.eval()
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

@@ -2,7 +2,7 @@
 callback that plans, watches and certifies memorisation in any Trainer (``MemorisationCallback``);
 and memory items as Trainer rows whose answers end (``supervised_rows``)."""
 
-from memlaw.hf.data import supervised_rows
+from memlaw.hf.data import collate_rows, supervised_rows
 from memlaw.hf.loss import MemFTLoss
 from memlaw.hf.trainer import MemFTCallback, MemFTTrainer, MemFTTrainerMixin, memft_trainer
 from memlaw.hf.watch import MemorisationCallback
@@ -13,6 +13,7 @@ __all__ = [
     "MemFTTrainer",
     "MemFTTrainerMixin",
     "MemorisationCallback",
+    "collate_rows",
     "memft_trainer",
     "supervised_rows",
 ]

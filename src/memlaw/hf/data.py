@@ -1,11 +1,12 @@
 """Memory items as rows for a Hugging Face ``Trainer``: the prompt unsupervised, the answer and
-the token that ends it supervised, exactly as ``memlaw train`` encodes them."""
+the token that ends it supervised, exactly as ``memlaw train`` encodes them, and their collator."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
 from memlaw.constants import DEFAULT_SYSTEM_PROMPT
@@ -32,3 +33,19 @@ def supervised_rows(
         labels = torch.tensor([IGNORE] * len(item.prompt_ids) + list(item.supervised_ids))
         rows.append({"input_ids": ids, "labels": labels})
     return rows
+
+
+def collate_rows(rows: Sequence[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """A Trainer's ``data_collator`` for such rows: right-padded ``input_ids`` (``pad_id``), an
+    ``attention_mask`` and ``labels`` padded with -100."""
+    tensors = [{name: torch.as_tensor(row[name]) for name in ("input_ids", "labels")} for row in rows]
+    width = max(len(row["input_ids"]) for row in tensors)
+
+    def pad(values: torch.Tensor, fill: int) -> torch.Tensor:
+        return F.pad(values, (0, width - len(values)), value=fill)
+
+    return {
+        "input_ids": torch.stack([pad(row["input_ids"], pad_id) for row in tensors]),
+        "attention_mask": torch.stack([pad(torch.ones_like(row["input_ids"]), 0) for row in tensors]),
+        "labels": torch.stack([pad(row["labels"], IGNORE) for row in tensors]),
+    }

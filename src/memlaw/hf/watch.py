@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from transformers import TrainerCallback
 
 from memlaw.constants import CERTIFY_LOSS
-from memlaw.hf.loss import IGNORE, shifted_token_losses
+from memlaw.hf.data import collate_rows
+from memlaw.hf.loss import shifted_token_losses
 from memlaw.io import write_json_atomic
 
 
@@ -65,7 +65,7 @@ class MemorisationCallback(TrainerCallback):
         probs, losses = [], []
         try:
             for start in range(0, len(self.rows), self.batch_size):
-                batch = _padded(self.rows[start : start + self.batch_size], device)
+                batch = {k: v.to(device) for k, v in collate_rows(self.rows[start : start + self.batch_size]).items()}
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                 tokens = shifted_token_losses(logits, batch["labels"])
                 for row in range(len(batch["labels"])):
@@ -176,19 +176,3 @@ class MemorisationCallback(TrainerCallback):
                 f"{self.plan.rank}",
                 stacklevel=2,
             )
-
-
-def _padded(rows: Sequence[dict], device: torch.device) -> dict[str, torch.Tensor]:
-    width = max(len(row["input_ids"]) for row in rows)
-
-    def pad(values, fill: int) -> torch.Tensor:
-        values = torch.as_tensor(values)
-        return F.pad(values, (0, width - len(values)), value=fill)
-
-    return {
-        "input_ids": torch.stack([pad(row["input_ids"], 0) for row in rows]).to(device),
-        "attention_mask": torch.stack([pad(torch.ones(len(row["input_ids"]), dtype=torch.long), 0) for row in rows]).to(
-            device
-        ),
-        "labels": torch.stack([pad(row["labels"], IGNORE) for row in rows]).to(device),
-    }
