@@ -30,14 +30,19 @@ def test_the_data_files_are_found():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("placement", ["peft", "bypass"])
 @pytest.mark.parametrize("path", DATA_FILES, ids=lambda path: path.name)
-def test_library_and_cli_plan_every_shipped_file_alike(path, cli):
-    code, out, err = cli("plan", "--data", str(path), "--json", "--quiet")
+def test_library_and_cli_plan_every_shipped_file_alike(path, placement, cli):
+    code, out, err = cli("plan", "--data", str(path), "--placement", placement, "--json", "--quiet")
     assert code == 0, err
     printed = json.loads(out)
-    plan = memlaw.plan(data=path)
+    plan = memlaw.plan(data=path, placement=placement)
     assert isinstance(plan.rank, int) and plan.rank == printed["rank"]
     assert as_json(plan.to_dict()) == printed
+    if placement == "bypass":  # the paper's instrument: no PEFT config to give
+        with pytest.raises(MemlawInputError, match="needs a law calibrated on PEFT LoRA"):
+            plan.lora_config()
+        return
     config = plan.lora_config()
     assert isinstance(config, LoraConfig) and config.r == plan.rank
     assert sorted(config.target_modules) == printed["adapter"]["target_modules"]
