@@ -102,3 +102,32 @@ def test_the_api_page_examples_parse_and_the_planning_one_runs(capsys):
     exec(blocks[0], {})  # plans from the packaged law: no model, no training
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].split()[0] == str(memlaw.plan(length=500, ratio=1.0).rank)
+
+
+HOSTILE_CALLS = {
+    "missing data file": (lambda tmp: memlaw.train(tmp / "nope.jsonl", out=tmp / "o"), "no such data file"),
+    "data that is a folder": (lambda tmp: memlaw.plan(data=tmp), "is a folder, not a file"),
+    "unknown setting": (lambda tmp: memlaw.train(tmp / "facts.jsonl", rnak=2), "unknown setting 'rnak'"),
+    "rank of the wrong type": (lambda tmp: memlaw.train(tmp / "facts.jsonl", rank="two"), "rank"),
+    "zero length": (lambda tmp: memlaw.plan(length=0, ratio=1.0), "at least one token"),
+    "length and rank": (lambda tmp: memlaw.plan(length=10, rank=2), "give length or rank, not both"),
+    "data and length": (lambda tmp: memlaw.plan(data=tmp / "facts.jsonl", length=5), "data= measures the length"),
+    "confidence above 1": (lambda tmp: memlaw.plan(length=10, ratio=1.0, confidence=1.5), "between 0 and 1"),
+    "missing law file": (lambda tmp: memlaw.plan(length=10, law=tmp / "law.json"), "no such law file"),
+    "law that is not a law": (lambda tmp: memlaw.plan(length=10, law=tmp / "facts.jsonl"), "not a law written by"),
+    "unknown model": (lambda tmp: memlaw.load_law("no-such-model"), "no calibrated peft law for model"),
+    "another adapter": (lambda tmp: memlaw.plan(length=10, ratio=1.0, layer="3"), "was calibrated on PEFT LoRA"),
+    "out that is a used folder": (lambda tmp: memlaw.train(tmp / "facts.jsonl", out=tmp), "not an empty folder"),
+    "calibrate to an unknown placement": (lambda tmp: memlaw.calibrate(placement="nope"), "placement='nope'"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_CALLS)
+def test_hostile_calls_raise_one_clear_line_and_write_nothing(case, tmp_path):
+    (tmp_path / "facts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    call, message = HOSTILE_CALLS[case]
+    with pytest.raises(MemlawInputError, match=message) as raised:
+        call(tmp_path)
+    assert "\n" not in str(raised.value)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
