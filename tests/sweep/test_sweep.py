@@ -231,7 +231,7 @@ SHIPPED_SWEEPS = {
     "converged-smollm2.yaml": 8,
     "boundary-smollm2.yaml": 9,
     "peft-transfer-smollm2.yaml": 5,
-    "composition-parts-smollm2.yaml": 6,
+    "composition-parts-smollm2.yaml": 12,
 }
 
 
