@@ -231,7 +231,7 @@ SHIPPED_SWEEPS = {
     "converged-smollm2.yaml": 8,
     "boundary-smollm2.yaml": 9,
     "peft-transfer-smollm2.yaml": 5,
-    "composition-parts-smollm2.yaml": 12,
+    "composition-parts-smollm2.yaml": 24,
 }
 
 
@@ -257,6 +257,16 @@ def test_methods_and_their_options_are_sweep_settings(tiny_dir, tmp_path):
     plain = load_sweep(config).cells()[1]
     assert cell_key(plain) == cell_key(replace(plain, method_options={}))
     assert cell_key(plain) != cell_key(replace(plain, method_options={"fallback": "skip"}))
+
+
+def test_a_searched_learning_rate_is_stored_as_the_rate_the_cell_trained_at(tiny_dir, tmp_path):
+    # a base rate far too high for the tiny model: the search comes down from it
+    config = write_sweep(tmp_path / "s.yaml", tiny_dir, {"lr_search": [True, False]}, length=8, lr=3.0, max_steps=30)
+    store = ResultsStore(tmp_path / "r.db")
+    assert run_sweep(load_sweep(config), store).done == 2
+    rows = {json.loads(r["config"])["lr_search"]: r for r in store.rows()}
+    assert rows[False]["lr"] == rows[False]["trained_lr"] == 3.0
+    assert rows[True]["lr"] == 3.0 and rows[True]["trained_lr"] < 3.0
 
 
 def test_a_cell_failing_in_training_leaves_the_shared_model_clean(tiny_dir, tmp_path):

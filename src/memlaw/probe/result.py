@@ -65,6 +65,11 @@ class ProbeResult:
     schema_version: int = SCHEMA_VERSION
     adapter: Adapter | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def trained_lr(self) -> float:
+        """The rate training ran at: the searched one under ``lr_search``, else the configured one."""
+        return self.config["lr"]
+
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "adapter"}
 

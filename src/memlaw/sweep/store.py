@@ -51,10 +51,11 @@ BASE_COLUMNS = (
 SETTING_COLUMNS = settings_where(ProbeConfig, column=True)
 #: Columns added after the first store schema (NULL in older rows): how a cell ran, and how its
 #: training ended (``stop_reason``, ``budget_limited``, ``loss_slope``, ``plateau_measure``,
-#: ``excess_slope``).
+#: ``excess_slope``), and the rate it trained at (``trained_lr``: the searched one under
+#: ``lr_search``, where the ``lr`` column keeps the rate the search started from).
 ADDED_COLUMNS = {
     "worker": "TEXT", "stacked_copies": "INTEGER", "stop_reason": "TEXT", "budget_limited": "INTEGER",
-    "loss_slope": "REAL", "plateau_measure": "TEXT", "excess_slope": "REAL",
+    "loss_slope": "REAL", "plateau_measure": "TEXT", "excess_slope": "REAL", "trained_lr": "REAL",
 }  # fmt: skip
 
 
