@@ -11,8 +11,8 @@ import memlaw
 
 SOURCE = Path(memlaw.__file__).parent
 #: The pipeline, lowest first; a module may import its own layer and the ones before it.
-LAYERS = ["base", "data", "models", "placements", "engine", "measure", "training", "probe", "sweep", "law", "laws",
-          "report", "api", "hf", "cli"]  # fmt: skip
+LAYERS = ["base", "data", "models", "placements", "engine", "measure", "training", "probe", "memory", "sweep", "law",
+          "laws", "report", "api", "hf", "cli"]  # fmt: skip
 BASE = {"errors", "constants", "config", "io", "_lazy", "_version"}
 
 

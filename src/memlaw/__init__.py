@@ -13,11 +13,11 @@ from memlaw._version import __version__
 from memlaw.errors import MemlawInputError
 
 if TYPE_CHECKING:
-    from memlaw.api import Plan, calibrate, load_law, plan, train
+    from memlaw.api import Plan, Room, calibrate, load_law, plan, room, train
     from memlaw.law import MemoryLaw
     from memlaw.probe import ProbeConfig, ProbeResult, run_probe, run_probes
 
-_API = ("Plan", "calibrate", "load_law", "plan", "train")
+_API = ("Plan", "Room", "calibrate", "load_law", "plan", "room", "train")
 _PROBE = ("ProbeConfig", "ProbeResult", "run_probe", "run_probes")  # memlaw.probe resolves them lazily in turn
 __getattr__, __dir__ = lazy_exports(
     __name__, {"MemoryLaw": "memlaw.law", **dict.fromkeys(_API, "memlaw.api"), **dict.fromkeys(_PROBE, "memlaw.probe")}
@@ -28,10 +28,12 @@ __all__ = [
     "Plan",
     "ProbeConfig",
     "ProbeResult",
+    "Room",
     "__version__",
     "calibrate",
     "load_law",
     "plan",
+    "room",
     "run_probe",
     "run_probes",
     "train",

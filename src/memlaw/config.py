@@ -92,6 +92,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def build_config(cls: type, yaml_values: dict[str, Any], cli_values: dict[str, str | None]) -> Any:
     """Merge, type-check and construct ``cls``; unknown keys are an error, not ignored."""
+    return cls(**typed_settings(cls, yaml_values, cli_values))
+
+
+def typed_settings(cls: type, yaml_values: dict[str, Any], cli_values: dict[str, str | None]) -> dict[str, Any]:
+    """The settings given (YAML values, then the flags set), merged and type-checked against ``cls``."""
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(yaml_values) - known)
@@ -99,7 +104,7 @@ def build_config(cls: type, yaml_values: dict[str, Any], cli_values: dict[str, s
         raise MemlawInputError(f"unknown setting '{unknown[0]}' (known: {', '.join(sorted(known))})")
     values = {k: check_value(k, v, hints[k]) for k, v in yaml_values.items()}
     values.update({k: parse_text(k, v, hints[k]) for k, v in cli_values.items() if v is not None})
-    return cls(**values)
+    return values
 
 
 def _options(annotation: Any) -> tuple[Any, ...]:

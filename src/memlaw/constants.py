@@ -44,3 +44,10 @@ MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 #: Where memlaw train and the calibrated laws put the adapter: this many layers below the top
 #: (layer 28 of SmolLM2-135M's 30), so the frozen-prefix cache serves nearly the whole model.
 LAYERS_FROM_TOP = 2
+
+#: What ``memlaw.train`` changes from a probe's defaults: the adapter and budget of the packaged
+#: PEFT law, so that training at a planned rank is what the plan predicted (a test holds them equal).
+TRAIN_DEFAULTS = {
+    "placement": "peft", "layer": -LAYERS_FROM_TOP, "target_modules": list(MLP_MODULES),
+    "method": "sft", "lr": 0.03, "lr_search": True, "until": "converged", "end_token": True,
+}  # fmt: skip

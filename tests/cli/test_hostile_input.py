@@ -267,7 +267,7 @@ def _halve(path: Path) -> None:
         (lambda d: _halve(d / "adapter_model.safetensors"), "the adapter's weights cannot be loaded"),
         (lambda d: (d / "adapter_config.json").write_text("garbage"), "adapter_config.json is damaged"),
         (lambda d: (d / "adapter_config.json").write_text("[8]"), "adapter_config.json is damaged (not a JSON object)"),
-        (lambda d: (d / "probe_config.json").write_text("[1, 2]"), "probe_config.json is damaged (TypeError: not"),
+        (lambda d: (d / "probe_config.json").write_text("[1, 2]"), "probe_config.json is damaged (not a JSON object)"),
     ],
     ids=["half the weights", "config not JSON", "config a list", "settings a list"],
 )

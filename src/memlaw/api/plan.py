@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memlaw.api.train import TRAIN_DEFAULTS
-from memlaw.constants import CERTIFY_LOSS, DEFAULT_LAYER_FRACTION, DEFAULT_MODEL
+from memlaw.constants import CERTIFY_LOSS, DEFAULT_LAYER_FRACTION, DEFAULT_MODEL, TRAIN_DEFAULTS
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_dir_atomic, write_json_atomic
 from memlaw.law.fit import MemoryLaw
@@ -295,7 +294,7 @@ def plan(
     if confidence is not None and target_loss is not None:
         raise MemlawInputError("give confidence or target_loss, not both")
     chosen = choose_law(law, model=model, placement=placement, target_modules=target_modules, layer=layer)
-    target_loss, confidence = _target(chosen.law, target_loss, confidence)
+    target_loss, confidence = plan_target(chosen.law, target_loss, confidence)
     target = {"target_loss": target_loss, "confidence": confidence}
     if data is not None:
         result = _plan_file(chosen, str(data), rank, fields, target, loaded, data_options or {})
@@ -317,7 +316,7 @@ def default_track_record() -> Path:
     return memlaw_home() / "track-record.db"
 
 
-def _target(law: MemoryLaw, target_loss: float | None, confidence: float | None) -> tuple[float, float | None]:
+def plan_target(law: MemoryLaw, target_loss: float | None, confidence: float | None) -> tuple[float, float | None]:
     """(the mean final loss to plan for, or the certification probability to plan for instead)."""
     if target_loss is not None:
         return target_loss, None

@@ -4,9 +4,6 @@ a prompt with it, by greedy decoding, formatted as the adapter was trained."""
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import fields
-from pathlib import Path
 
 from memlaw.cli.common import positive_int
 from memlaw.errors import MemlawInputError
@@ -32,29 +29,13 @@ def run(args: argparse.Namespace) -> int:
     from memlaw.data.encoding import encode_items
     from memlaw.data.items import MemoryItem
     from memlaw.measure.greedy import greedy_reply
+    from memlaw.memory import read_settings
     from memlaw.models.loading import load_model, load_model_config, load_tokenizer
     from memlaw.placements import load_adapter
-    from memlaw.probe.config import ProbeConfig
 
     if not args.prompt.strip():
         raise MemlawInputError("the prompt is empty: give the key or question as it stands in the trained data")
-    if not Path(args.adapter).exists():
-        raise MemlawInputError(
-            f"{args.adapter} not found: give a folder written by memlaw train --out or memlaw probe --save"
-        )
-    settings_file = Path(args.adapter) / "probe_config.json"
-    if not settings_file.is_file():
-        raise MemlawInputError(
-            f"{args.adapter} is not an adapter saved by memlaw (no probe_config.json): "
-            "give a folder written by memlaw train --out or memlaw probe --save"
-        )
-    try:
-        saved = json.loads(settings_file.read_text(encoding="utf-8"))
-        if not isinstance(saved, dict):
-            raise TypeError("not a JSON object")
-        config = ProbeConfig(**{f.name: saved[f.name] for f in fields(ProbeConfig) if f.name in saved})
-    except (ValueError, TypeError) as err:  # JSON errors and undecodable bytes are ValueErrors
-        raise MemlawInputError(f"{settings_file} is damaged ({type(err).__name__}: {err})") from err
+    config = read_settings(args.adapter)
     # the prompt checked against the model's context before its weights load
     tokenizer = load_tokenizer(config.model, config.gguf_file)
     (item,) = encode_items(

@@ -11,7 +11,7 @@ import math
 import os
 import warnings
 
-from memlaw.config import build_config, read_yaml
+from memlaw.config import read_yaml, typed_settings
 from memlaw.probe.config import ProbeConfig
 
 
@@ -34,9 +34,13 @@ def quiet_libraries(*, quiet: bool = False) -> None:
 
 def config_from_args(args: argparse.Namespace, defaults: dict | None = None) -> ProbeConfig:
     """Dataclass defaults, then ``defaults`` (a command's own), then --config YAML, then flags."""
+    return ProbeConfig(**{**(defaults or {}), **given_settings(args)})
+
+
+def given_settings(args: argparse.Namespace) -> dict:
+    """The probe settings the user gave, typed: --config YAML, then the flags set; no defaults."""
     cli_values = {k: v for k, v in vars(args).items() if k in ProbeConfig.__dataclass_fields__}
-    values = {**(defaults or {}), **(read_yaml(args.config) if args.config else {})}
-    return build_config(ProbeConfig, values, cli_values)
+    return typed_settings(ProbeConfig, read_yaml(args.config) if args.config else {}, cli_values)
 
 
 def positive_number(text: str) -> float:

@@ -20,7 +20,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from memlaw.cli import ask, calibrate, fit, plan, probe, report, sweep, train
+    from memlaw.cli import ask, calibrate, fit, plan, probe, report, room, sweep, train
 
     parser = OneLineParser(prog="memlaw", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.register(commands)
     plan.register(commands)
     report.register(commands)
+    room.register(commands)
     ask.register(commands)
     return parser
 

@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         result.save_json(args.out)
         print(f"result: {args.out}")
     if args.save is not None:
-        result.save_adapter(args.save, config)
+        from memlaw.memory import save_trained
+
+        save_trained(result, args.save, config)
         print(f"adapter: {args.save}")
     return 0

@@ -16,7 +16,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from memlaw.api.train import TRAIN_DEFAULTS, run_training
-from memlaw.cli.common import config_from_args, quiet_libraries
+from memlaw.cli.common import config_from_args, given_settings, positive_int, quiet_libraries
 from memlaw.config import add_dataclass_options
 from memlaw.errors import MemlawInputError
 from memlaw.io import check_input_file, check_outputs
@@ -35,6 +35,21 @@ def register(commands: argparse._SubParsersAction) -> None:
         "data_file", metavar="DATA", help="JSONL, CSV or Parquet records (see --fields), or a plain text file"
     )
     parser.add_argument("--out", required=True, help="new folder for the adapter, its settings and recall.json")
+    parser.add_argument(
+        "--into", metavar="DIR",
+        help="add DATA to the adapter saved in DIR (by memlaw train --out): train what it holds plus DATA, held "
+        "items costing nothing while they stay above p 0.5, certify the union and save it in --out; the adapter's "
+        "own settings apply (model, placement, rank, prompt format, learning rate)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--grow", type=positive_int, metavar="R",
+        help="with --into: first raise the adapter's rank to R, keeping its function (new components start at zero)",
+    )  # fmt: skip
+    parser.add_argument("--law", help="with --into: law file for the room verdict (default: the adapter's own law)")
+    parser.add_argument(
+        "--track-record", help="with --into: SQLite file that records the room verdict and what the cycle measured "
+        "(default: memlaw's own)",
+    )  # fmt: skip
     parser.add_argument("--config", help="YAML file of settings (command-line options override it)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_dataclass_options(parser, ProbeConfig, defaults=TRAIN_DEFAULTS)
@@ -46,13 +61,50 @@ def run(args: argparse.Namespace) -> int:
     check_input_file(args.data_file, "no such data file (give a JSONL, CSV, Parquet or text file)")
     if args.data is not None:
         raise MemlawInputError("give the data file as the DATA argument, not --data")
+    inputs = [("DATA", args.data_file), ("--config", args.config)]
+    if args.into is not None:
+        return run_cycle(args, inputs)
+    if args.grow is not None or args.law is not None or args.track_record is not None:
+        raise MemlawInputError("--grow, --law and --track-record apply to a cycle into a saved adapter: add --into DIR")
     args.data = args.data_file
     config = config_from_args(args, TRAIN_DEFAULTS)
-    check_outputs(folders=[("--out", args.out)], inputs=[("DATA", args.data_file), ("--config", args.config)])
+    check_outputs(folders=[("--out", args.out)], inputs=inputs)
     result = run_training(config, out=args.out, progress=not args.quiet)
     print("\n".join(recall_report(result, config)))
     print(f"adapter: {args.out}")
     return 0
+
+
+def run_cycle(args: argparse.Namespace, inputs: list) -> int:
+    """``--into DIR``: the room verdict, then the cycle, then what it did."""
+    from memlaw.api.train import run_cycle as train_cycle
+
+    settings = given_settings(args)
+    check_outputs(folders=[("--out", args.out)], inputs=[*inputs, ("--into", args.into)])
+    result = train_cycle(
+        args.into, args.data_file, out=args.out, grow=args.grow, law=args.law, track_record=args.track_record,
+        progress=not args.quiet, loaded=None, settings=settings,
+    )  # fmt: skip
+    assert result.cycle is not None
+    room = result.cycle["room"]
+    if room.get("fits") is not None:
+        verdict = "fits" if room["fits"] else f"does not fit (the law plans rank {room['union_rank']})"
+        print(f"room verdict before training: {verdict}")
+    config = ProbeConfig(**{k: v for k, v in result.config.items() if k in ProbeConfig.__dataclass_fields__})
+    print("\n".join(recall_report(result, config)))
+    print(cycle_line(result.cycle))
+    print(f"adapter: {args.out}")
+    return 0
+
+
+def cycle_line(cycle: dict) -> str:
+    grown = f", grown from rank {cycle['grown_from']}" if cycle["grown_from"] is not None else ""
+    return (
+        f"cycle {cycle['cycle']} (rank {cycle['rank']}{grown}): new items certified "
+        f"{cycle['new_certified']}/{cycle['new_items']}; held items certified {cycle['held_certified']}/"
+        f"{cycle['held_items']} ({cycle['slipped']} slipped during training, {cycle['restored']} of them restored); "
+        f"{cycle['steps']} steps, {cycle['seconds']:.0f} s"
+    )
 
 
 def recall_report(result: ProbeResult, config: ProbeConfig) -> list[str]:

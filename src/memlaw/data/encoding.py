@@ -9,7 +9,8 @@ so that an adapter learns where its answer stops; ℓ does not count it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -28,6 +29,8 @@ class EncodedItem:
     answer_ids: tuple[int, ...]
     #: Supervised after the answer: the token that ends it (empty when the end is not trained).
     end_ids: tuple[int, ...] = ()
+    #: The record it was encoded from, kept so that an adapter can save what it holds as written.
+    source: MemoryItem | None = field(default=None, compare=False, repr=False)
 
     @property
     def supervised_ids(self) -> tuple[int, ...]:
@@ -69,7 +72,7 @@ class EncodedData:
             take = min(remaining, len(item.answer_ids))
             # a truncated answer does not end where its end token would follow
             ends = item.end_ids if take == len(item.answer_ids) else ()
-            kept.append(EncodedItem(item.key, item.prompt_ids, item.answer_ids[:take], ends))
+            kept.append(EncodedItem(item.key, item.prompt_ids, item.answer_ids[:take], ends, item.source))
             remaining -= take
             if remaining == 0:
                 break
@@ -105,8 +108,34 @@ def encode_items(
         answer = (
             item.value_ids if item.value_ids is not None else tokenizer(item.value, add_special_tokens=False).input_ids
         )
-        encoded.append(EncodedItem(item.key, tuple(prompt), tuple(answer), ends))
+        encoded.append(EncodedItem(item.key, tuple(prompt), tuple(answer), ends, item))
     return EncodedData(tuple(encoded))
+
+
+def item_record(item: EncodedItem) -> dict[str, Any]:
+    """``item`` as an adapter's item store keeps it: its source record and its exact token ids
+    (the ids are what is replayed; the source says what they were made from)."""
+    source = item.source or MemoryItem(item.key, "")
+    record: dict[str, Any] = {"key": source.key, "value": source.value}
+    if source.value_ids is not None:
+        record["value_ids"] = list(source.value_ids)
+    if source.context is not None:
+        record["context"] = [list(turn) for turn in source.context]
+    encoded = {"prompt_ids": list(item.prompt_ids), "answer_ids": list(item.answer_ids), "end_ids": list(item.end_ids)}
+    return {"source": record, "encoded": encoded}
+
+
+def item_from_record(record: dict[str, Any]) -> EncodedItem:
+    """The item ``item_record`` wrote, token for token (``KeyError``/``TypeError`` on a damaged record)."""
+    source, encoded = record["source"], record["encoded"]
+    ids = {name: tuple(int(i) for i in encoded[name]) for name in ("prompt_ids", "answer_ids", "end_ids")}
+    context = source.get("context")
+    item = MemoryItem(
+        str(source["key"]), str(source["value"]),
+        None if source.get("value_ids") is None else tuple(int(i) for i in source["value_ids"]),
+        None if context is None else tuple((str(role), str(text)) for role, text in context),
+    )  # fmt: skip
+    return EncodedItem(item.key, ids["prompt_ids"], ids["answer_ids"], ids["end_ids"], item)
 
 
 #: An assistant message whose text is found again in the rendered template.

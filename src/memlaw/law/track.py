@@ -1,6 +1,7 @@
 """The track record of verified plans: every plan ``memlaw plan --verify`` trained, with what the
 law predicted and what training measured, so that later plans on the same model can say how
-often plans on it held."""
+often plans on it held. Room verdicts are kept the same way: whether a new file was predicted to
+fit in a saved adapter, and what the cycle that trained it in then measured."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from memlaw.errors import MemlawInputError
 
 TABLE = "verified_plans"
+ROOM_TABLE = "room_verdicts"
 
 
 @dataclass
@@ -46,7 +48,38 @@ class VerifiedPlan:
         )
 
 
+@dataclass
+class VerifiedRoom:
+    """One room verdict (does the new file fit?) and the cycle that trained the file in."""
+
+    model: str
+    law: str
+    adapter: str
+    data: str
+    rank: int
+    held_tokens: int
+    new_tokens: int
+    predicted_fit: bool
+    #: The rank the law planned for everything held plus the new file (0: beyond full rank).
+    union_rank: int
+    certified: bool
+    new_certified: int
+    new_items: int
+    held_certified: int
+    held_items: int
+    steps: int
+    seconds: float
+    placement: str = "peft"
+
+    @property
+    def correct(self) -> bool:
+        """The verdict held: predicted to fit and certified, or predicted not to fit and not certified."""
+        return bool(self.predicted_fit) == bool(self.certified)
+
+
 _COLUMNS = {"str": "TEXT", "float": "REAL", "int": "INTEGER", "bool": "INTEGER"}
+#: Each table and the record its rows hold.
+_TABLES = {TABLE: VerifiedPlan, ROOM_TABLE: VerifiedRoom}
 
 
 class TrackRecord:
@@ -55,13 +88,26 @@ class TrackRecord:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    def record(self, verified: VerifiedPlan) -> None:
+    def record(self, verified: VerifiedPlan | VerifiedRoom) -> None:
+        """Add a verified plan or room verdict."""
+        table = ROOM_TABLE if isinstance(verified, VerifiedRoom) else TABLE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect(create=True)) as db, db:
             row = {**asdict(verified), "created": datetime.now(UTC).isoformat(timespec="seconds")}
             db.execute(
-                f"INSERT INTO {TABLE} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+                f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
             )
+
+    def rooms(self) -> list[VerifiedRoom]:
+        """Every room verdict recorded, oldest first."""
+        if not self.path.is_file():
+            return []
+        with closing(self._connect(create=False)) as db:
+            if ROOM_TABLE not in _tables(db):
+                return []
+            names = [f.name for f in fields(VerifiedRoom)]
+            rows = db.execute(f"SELECT {', '.join(names)} FROM {ROOM_TABLE} ORDER BY rowid").fetchall()
+        return [VerifiedRoom(**dict(zip(names, row, strict=True))) for row in rows]
 
     def summary(self, model: str, placement: str = "bypass") -> tuple[int, int]:
         """(plans verified on ``model``'s ``placement`` adapters, of which certified)."""
@@ -80,7 +126,7 @@ class TrackRecord:
         """Open the file, refusing (before writing anything) a database that is not a track record."""
         try:
             db = sqlite3.connect(self.path)
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = _tables(db)
         except sqlite3.DatabaseError as err:
             raise MemlawInputError(f"{self.path} is not a SQLite database ({err}): pass another track_record=") from err
         if tables and TABLE not in tables:
@@ -89,12 +135,19 @@ class TrackRecord:
                 f"{self.path} is a SQLite database without a {TABLE} table (not memlaw's track record): "
                 "pass another track_record="
             )
-        if create and not tables:
-            columns = ", ".join(f"{f.name} {_COLUMNS[f.type.split(' ')[0]]}" for f in fields(VerifiedPlan))
-            db.execute(f"CREATE TABLE {TABLE} ({columns}, created TEXT)")
-        elif create and "placement" not in _columns(db):  # a track record from before the column
+        if not create:
+            return db
+        for table, record in _TABLES.items():
+            if table not in tables:
+                columns = ", ".join(f"{f.name} {_COLUMNS[f.type.split(' ')[0]]}" for f in fields(record))
+                db.execute(f"CREATE TABLE {table} ({columns}, created TEXT)")
+        if "placement" not in _columns(db):  # a track record from before the column
             db.execute(f"ALTER TABLE {TABLE} ADD COLUMN placement TEXT")
         return db
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def _columns(db: sqlite3.Connection) -> set[str]:

@@ -100,6 +100,12 @@ class Adapter(ABC):
         """Write copy ``copy`` as a lone adapter that ``load_adapter`` (or PEFT) can attach."""
 
     @abstractmethod
+    def load_weights(self, directory: str | Path, copy: int = 0) -> None:
+        """Give copy ``copy`` the weights of the adapter saved in ``directory`` (same placement).
+        A saved adapter of a lower rank fills the first components and the rest start with zero
+        output (``fill_grown``): the copy then computes exactly what the saved adapter did."""
+
+    @abstractmethod
     def remove(self) -> PreTrainedModel:
         """Detach the adapter and give back the untouched base model."""
 
@@ -119,6 +125,22 @@ class ResidualAdapter(Adapter):
     @abstractmethod
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """What each copy adds to its rows of the layer output, given the layer's MLP input."""
+
+
+def fill_grown(parameter: nn.Parameter, saved: torch.Tensor, rank_axis: int, *, output_factor: bool) -> None:
+    """Copy ``saved`` into ``parameter``, whose rank (its size along ``rank_axis``) may be larger.
+    The new components of the output factor (B) are zero, so they add nothing until trained; the
+    input factor's (A) keep their fresh init, as LoRA's own init does, so that they can learn."""
+    size, rank = parameter.shape[rank_axis], saved.shape[rank_axis]
+    others = [n for axis, n in enumerate(saved.shape) if axis != rank_axis]
+    if saved.dim() != parameter.dim() or others != [n for a, n in enumerate(parameter.shape) if a != rank_axis]:
+        raise MemlawInputError(f"saved weights of shape {tuple(saved.shape)} do not fit {tuple(parameter.shape)}")
+    if rank > size:
+        raise MemlawInputError(f"the saved adapter has rank {rank}: it cannot be loaded into rank {size}")
+    with torch.no_grad():
+        if output_factor:
+            parameter.zero_()
+        parameter.narrow(rank_axis, 0, rank).copy_(saved)
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:

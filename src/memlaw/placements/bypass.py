@@ -28,7 +28,7 @@ from transformers import PreTrainedModel
 from memlaw.errors import MemlawInputError
 from memlaw.io import write_json_atomic
 from memlaw.models.parts import check_layer, default_layer, layer_mlp
-from memlaw.placements.base import CONFIG_FILE, WEIGHTS_FILE, ResidualAdapter
+from memlaw.placements.base import CONFIG_FILE, WEIGHTS_FILE, ResidualAdapter, fill_grown
 
 #: "reference": A ~ U(±1/√r), as the authors' code does (kaiming on a (d, r) tensor);
 #: "peft": A ~ U(±1/√d), the nn.Linear / PEFT default. B = 0 in both, so training starts at ΔW = 0.
@@ -141,6 +141,11 @@ class BypassAdapter(ResidualAdapter):
         save_file({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, out / WEIGHTS_FILE)
         write_json_atomic(out / CONFIG_FILE, self.describe(copy))
 
+    def load_weights(self, directory: str | Path, copy: int = 0) -> None:
+        tensors = load_file(Path(directory) / WEIGHTS_FILE, device=str(self.model.device))
+        fill_grown(self.lora_A[copy], tensors["lora_A"], 1, output_factor=False)  # A: (d, r)
+        fill_grown(self.lora_B[copy], tensors["lora_B"], 0, output_factor=True)  # B: (r, d)
+
     def remove(self) -> PreTrainedModel:
         self._hook.remove()
         return self.model
@@ -161,8 +166,5 @@ def load_bypass(model: PreTrainedModel, directory: str | Path, saved: dict[str, 
             f"this model has {model.config.hidden_size}"
         )
     adapter = BypassConfig(**{f.name: saved[f.name] for f in fields(BypassConfig)}).attach(model)
-    tensors = load_file(Path(directory) / WEIGHTS_FILE, device=str(model.device))
-    with torch.no_grad():
-        adapter.lora_A[0].copy_(tensors["lora_A"])
-        adapter.lora_B[0].copy_(tensors["lora_B"])
+    adapter.load_weights(directory)
     return adapter

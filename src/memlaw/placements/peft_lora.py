@@ -15,14 +15,14 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
 from peft.tuners.tuners_utils import _maybe_include_all_linear_layers  # PEFT's rule for all-linear
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel
 
 from memlaw.constants import MLP_MODULES
 from memlaw.errors import MemlawInputError
 from memlaw.models.parts import check_layer, default_layer
-from memlaw.placements.base import Adapter
+from memlaw.placements.base import WEIGHTS_FILE, Adapter, fill_grown
 
 
 @dataclass
@@ -160,6 +160,25 @@ class PeftAdapter(Adapter):
             {k: v.detach().cpu().contiguous() for k, v in state.items()}, Path(directory) / "adapter_model.safetensors"
         )
         self.peft_model.peft_config[self.names[copy]].save_pretrained(str(directory))
+
+    def load_weights(self, directory: str | Path, copy: int = 0) -> None:
+        saved = load_file(Path(directory) / WEIGHTS_FILE, device=str(self.model.device))
+        name = self.names[copy]
+        params = dict(self.peft_model.named_parameters())
+        filled = set()
+        for key, tensor in saved.items():  # PEFT saves lora_A.weight, without the adapter's name
+            factor = "lora_A" if ".lora_A." in key else "lora_B"
+            target = key.replace(f".{factor}.", f".{factor}.{name}.")
+            if target not in params:
+                raise MemlawInputError(f"{directory}: its weight {key} has no place in this adapter")
+            # A: (r, in), B: (out, r)
+            fill_grown(params[target], tensor, 0 if factor == "lora_A" else 1, output_factor=factor == "lora_B")
+            filled.add(target)
+        if len(filled) != len(self.copy_parameters(copy)):
+            raise MemlawInputError(
+                f"{directory} holds weights for {len(filled)} of this adapter's "
+                f"{len(self.copy_parameters(copy))} LoRA matrices: it adapts other modules"
+            )
 
     def remove(self) -> PreTrainedModel:
         for hook in self._hooks:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from memlaw.data.encoding import EncodedData
 from memlaw.measure.teacher_forced import evaluate_tokens
 from memlaw.models.loading import LoadedModel
 from memlaw.probe.config import ProbeConfig
@@ -45,10 +46,16 @@ def content_losses(config: ProbeConfig, loaded: LoadedModel | None = None) -> Co
     """The initial losses of ``config.data`` (a file) under ``config``'s model and prompt format
     (the model is loaded unless ``loaded`` is given)."""
     loaded, data = prepare(config, loaded)
-    tokens = evaluate_tokens(
-        loaded.model, data, pad_id=loaded.tokenizer.pad_token_id, batch_size=config.eval_batch_size
-    ).of_copy(0)
+    return data_losses(loaded, data, config.eval_batch_size)
+
+
+def data_losses(loaded: LoadedModel, data: EncodedData, batch_size: int) -> ContentLosses:
+    """The initial losses of items already encoded, under ``loaded``'s base model."""
+    tokens = evaluate_tokens(loaded.model, data, pad_id=loaded.tokenizer.pad_token_id, batch_size=batch_size).of_copy(0)
     items = len(data.items)
-    sums = torch.zeros(items, dtype=torch.float64).index_add_(0, tokens.item_index, tokens.losses.double())
-    counts = torch.bincount(tokens.item_index, minlength=items)
+    # answer tokens only: an end token is supervised but not counted in ℓ
+    answer = tokens.position < torch.tensor([len(item.answer_ids) for item in data.items])[tokens.item_index]
+    index = tokens.item_index[answer]
+    sums = torch.zeros(items, dtype=torch.float64).index_add_(0, index, tokens.losses[answer].double())
+    counts = torch.bincount(index, minlength=items)
     return ContentLosses(tuple(item.key for item in data.items), counts.numpy(), sums.numpy())

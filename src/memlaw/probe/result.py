@@ -10,7 +10,7 @@ import torch
 
 from memlaw._version import __version__
 from memlaw.constants import CERTIFY_LOSS
-from memlaw.data.encoding import EncodedData
+from memlaw.data.encoding import EncodedData, item_record
 from memlaw.io import write_dir_atomic, write_json_atomic
 from memlaw.measure.recall import RecallMeasurement
 from memlaw.placements import Adapter
@@ -62,8 +62,12 @@ class ProbeResult:
     #: The learning-rate search before training (``lr_search``): the rate kept, the rates tried
     #: with their scores (mean loss of their last steps) and the steps each trained.
     lr_choice: dict[str, Any] | None = None
+    #: For a cycle that added content to a saved adapter: what it did (``memlaw.memory.CycleReport``).
+    cycle: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
     adapter: Adapter | None = field(default=None, repr=False, compare=False)
+    #: The items as trained, which a saved adapter keeps as its item store (``save_adapter``).
+    data: EncodedData | None = field(default=None, repr=False, compare=False)
 
     @property
     def trained_lr(self) -> float:
@@ -71,22 +75,36 @@ class ProbeResult:
         return self.config["lr"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "adapter"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("adapter", "data")}
 
     def save_json(self, path: str | Path) -> None:
         write_json_atomic(path, self.to_dict())
 
-    def save_adapter(self, folder: str | Path, config: ProbeConfig) -> None:
+    def save_adapter(
+        self, folder: str | Path, config: ProbeConfig, *, cycles: list[dict[str, Any]],
+        item_cycles: list[int] | None = None,
+    ) -> None:  # fmt: skip
         """The adapter (PEFT format for PEFT placements), its settings and these measurements
-        (recall.json) in the new folder ``folder``, atomically."""
-        adapter = self.adapter
-        if adapter is None:
+        (recall.json) in the new folder ``folder``, atomically.
+
+        recall.json is also the adapter's item store: each item with its source record, its token
+        ids, whether it is certified and the cycle that added it (``item_cycles``; all 1 for a
+        first training), and ``cycles`` says what each training cycle did (``memlaw.memory``)."""
+        adapter, data = self.adapter, self.data
+        if adapter is None or data is None:
             raise ValueError("this result holds no adapter to save (it was removed or never kept)")
+        item_cycles = item_cycles or [1] * len(self.items)
+        recall = self.to_dict()
+        recall["items"] = [
+            {**report, **item_record(item), "certified": not report["stubborn_positions"], "cycle": cycle}
+            for report, item, cycle in zip(self.items, data.items, item_cycles, strict=True)
+        ]
+        recall["cycles"] = cycles
 
         def fill(staging: Path) -> None:
             adapter.save_pretrained(staging)
             write_json_atomic(staging / "probe_config.json", asdict(config))
-            self.save_json(staging / "recall.json")
+            write_json_atomic(staging / "recall.json", recall)
 
         write_dir_atomic(folder, fill)
 
@@ -176,6 +194,7 @@ def build_result(
         excess_slope=log.excess_slope,
         lr_choice=lr_choice,
         adapter=adapter,
+        data=data,
     )
 
 
@@ -225,6 +244,8 @@ def item_reports(
                 ),
                 "token_accuracy": after.greedy.item_matched[index] / len(item.supervised_ids),
                 "min_prob": min(p1),
+                # the answer's loss under the base model (end token not counted), unrounded
+                "initial_nats": float(l0[: len(item.answer_ids)].sum()),
                 "stubborn_positions": torch.nonzero(l1 >= CERTIFY_LOSS).flatten().tolist(),
                 "initial_token_probs": [round(p, 6) for p in p0],
                 "token_probs": [round(p, 6) for p in p1],

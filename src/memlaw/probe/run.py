@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import torch
 from torch.profiler import record_function
@@ -22,6 +23,7 @@ from memlaw.probe.data import prepare
 from memlaw.probe.lr_search import search_lr
 from memlaw.probe.result import ProbeResult, build_result
 from memlaw.training.methods import make_objective
+from memlaw.training.objectives import Objective
 from memlaw.training.trainer import train_copies
 
 #: Settings in which probes that train stacked may differ (rank and seed).
@@ -99,9 +101,18 @@ def stack_groups(configs: list[ProbeConfig], max_copies: int) -> list[list[int]]
 
 
 def probe_together(
-    configs: list[ProbeConfig], loaded: LoadedModel, data: EncodedData, *, progress: bool
+    configs: list[ProbeConfig],
+    loaded: LoadedModel,
+    data: EncodedData,
+    *,
+    progress: bool,
+    objective: Objective | None = None,
+    start_from: str | Path | None = None,
 ) -> list[ProbeResult]:
-    """Probes that share everything but rank and seed: one pass for all (stacked when K > 1)."""
+    """Probes that share everything but rank and seed: one pass for all (stacked when K > 1).
+
+    ``objective`` replaces the configured method's; ``start_from`` (a saved adapter's folder)
+    gives every copy that adapter's weights before training, grown where the rank is larger."""
     started = time.perf_counter()
     config, copies = configs[0], len(configs)
     model, pad_id = loaded.model, loaded.tokenizer.pad_token_id
@@ -113,6 +124,9 @@ def probe_together(
         config = configs[0]
     adapter = attach_stacked(configs, loaded)
     try:
+        if start_from is not None:
+            for copy in range(copies):
+                adapter.load_weights(start_from, copy)
         cache = None
         if config.prefix_cache:
             with record_function("memlaw.cache_build"):
@@ -128,7 +142,7 @@ def probe_together(
         logs = train_copies(
             adapter,
             data,
-            make_objective(config.method, config.method_options),
+            objective or make_objective(config.method, config.method_options),
             config.train_config(),
             pad_id=pad_id,
             seeds=[c.seed for c in configs],
