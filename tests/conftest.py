@@ -63,6 +63,30 @@ def tiny_dir(tmp_path_factory, tokenizer) -> str:
     return str(folder)
 
 
+@pytest.fixture()
+def tiny_law(tmp_path, tiny_dir):
+    """Writes a law for the tiny model (raw prompts), fitted on synthetic points (initial loss 11):
+    ``tiny_law(**provenance)`` -> (path, law); ``reference`` options go to its ``Reference``."""
+    import numpy as np
+
+    from memlaw.io import write_json_atomic
+    from memlaw.law.fit import MemoryLaw
+    from memlaw.law.state import Provenance, Reference
+
+    def write(reference: dict | None = None, **provenance):
+        rng = np.random.default_rng(0)
+        rank, length = (a.ravel().astype(float) for a in np.meshgrid([1, 2, 4, 8, 16], [8, 16, 32, 64, 128]))
+        delta = 20.0 * rank**0.7 * length**-0.45 + 0.2 + rng.normal(0, 0.01, rank.shape)
+        law = MemoryLaw(bootstrap=50, seed=0).fit(rank, length, delta)
+        law.provenance_ = Provenance({"model": tiny_dir, "prompt_format": "raw", **provenance})
+        law.reference_ = Reference([{"ratio": 1.0, "length": 8.0, "initial_loss": 11.0}], **(reference or {}))
+        path = tmp_path / "law.json"
+        write_json_atomic(path, law.to_dict())
+        return str(path), law
+
+    return write
+
+
 @pytest.fixture(scope="session")
 def default_model() -> LoadedModel:
     """SmolLM2-135M-Instruct, loaded once per session (about 20 s on two cores)."""

@@ -7,9 +7,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from memlaw.io import write_json_atomic
-from memlaw.law.fit import MemoryLaw
-from memlaw.law.state import Provenance, Reference
 from memlaw.models.loading import bf16_autocast_available, resolve_device
 
 RECORDS = [
@@ -28,17 +25,9 @@ def facts(tmp_path):
 
 
 @pytest.fixture()
-def law_file(tmp_path, tiny_dir):
+def law_file(tiny_law):
     """A law for the tiny model (raw prompts), fitted on synthetic points (initial loss 11)."""
-    rng = np.random.default_rng(0)
-    rank, length = (a.ravel().astype(float) for a in np.meshgrid([1, 2, 4, 8, 16], [8, 16, 32, 64, 128]))
-    delta = 20.0 * rank**0.7 * length**-0.45 + 0.2 + rng.normal(0, 0.01, rank.shape)
-    law = MemoryLaw(bootstrap=50, seed=0).fit(rank, length, delta)
-    law.provenance_ = Provenance({"model": tiny_dir, "prompt_format": "raw"})
-    law.reference_ = Reference([{"ratio": 1.0, "length": 8.0, "initial_loss": 11.0}], params_per_rank=128.0)
-    path = tmp_path / "law.json"
-    write_json_atomic(path, law.to_dict())
-    return str(path), law
+    return tiny_law({"params_per_rank": 128.0})
 
 
 def hf_item_losses(model_dir):

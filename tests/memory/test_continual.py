@@ -9,9 +9,6 @@ from peft import PeftModel
 
 from memlaw.constants import MLP_MODULES
 from memlaw.data.encoding import item_record
-from memlaw.io import write_json_atomic
-from memlaw.law.fit import MemoryLaw
-from memlaw.law.state import Provenance, Reference
 from memlaw.law.track import TrackRecord
 from memlaw.measure.teacher_forced import TokenLosses
 from memlaw.memory import AdapterMemory, Replay
@@ -145,31 +142,15 @@ def test_grow_raises_the_rank_in_a_cycle_and_trains_the_new_items_in(trained, tm
 
 
 @pytest.fixture()
-def tiny_law(tiny_dir, tmp_path):
-    """A law for train's default adapter on the tiny model (raw prompts), on synthetic points."""
-    rng = np.random.default_rng(0)
-    rank, length = (a.ravel().astype(float) for a in np.meshgrid([1, 2, 4, 8, 16], [8, 16, 32, 64, 128]))
-    delta = 20.0 * rank**0.7 * length**-0.45 + 0.2 + rng.normal(0, 0.01, rank.shape)
-    law = MemoryLaw(bootstrap=50, seed=0).fit(rank, length, delta)
-    law.provenance_ = Provenance(
-        {
-            "model": tiny_dir,
-            "prompt_format": "raw",
-            "placement": "peft",
-            "layer": -2,
-            "target_modules": list(MLP_MODULES),
-        }
-    )
-    law.reference_ = Reference([{"ratio": 1.0, "length": 8.0, "initial_loss": 11.0}], layers=4)
-    path = tmp_path / "law.json"
-    write_json_atomic(path, law.to_dict())
-    return str(path), law
+def adapter_law(tiny_law):
+    """A law for train's default adapter on the tiny model."""
+    return tiny_law({"layers": 4}, placement="peft", layer=-2, target_modules=list(MLP_MODULES))
 
 
-def test_room_reports_holdings_capacity_and_a_verdict_that_matches_the_law(trained, tiny_law, tmp_path, cli):
+def test_room_reports_holdings_capacity_and_a_verdict_that_matches_the_law(trained, adapter_law, tmp_path, cli):
     from memlaw.law.plan import plan_length, plan_rank
 
-    path, law = tiny_law
+    path, law = adapter_law
     second = write_jsonl(tmp_path / "second.jsonl", SECOND)
     code, stdout, err = cli("room", str(trained), "--data", second, "--law", path, "--json")
     assert code == 0, err
@@ -193,10 +174,10 @@ def test_room_reports_holdings_capacity_and_a_verdict_that_matches_the_law(train
     assert code == 0 and "verdict: " in stdout and f"holds 3 items (3 certified), {memory.length} answer" in stdout
 
 
-def test_a_room_verdict_that_says_no_names_the_rank_to_grow_to(trained, tiny_law, tmp_path):
+def test_a_room_verdict_that_says_no_names_the_rank_to_grow_to(trained, adapter_law, tmp_path):
     import memlaw
 
-    path, law = tiny_law
+    path, law = adapter_law
     many = [{"key": f"Person {i}", "value": f"{i * 7919 % 100000:05d}-{i}"} for i in range(60)]
     verdict = memlaw.room(trained, data=write_jsonl(tmp_path / "many.jsonl", many), law=path)
     assert verdict.fits is False and verdict.union_rank > 8
@@ -204,8 +185,8 @@ def test_a_room_verdict_that_says_no_names_the_rank_to_grow_to(trained, tiny_law
     assert verdict.second_adapter_rank is not None
 
 
-def test_a_cycle_records_its_room_verdict_with_what_it_measured(trained, tiny_law, tmp_path, cli):
-    path, _ = tiny_law
+def test_a_cycle_records_its_room_verdict_with_what_it_measured(trained, adapter_law, tmp_path, cli):
+    path, _ = adapter_law
     record = tmp_path / "track.db"
     second = write_jsonl(tmp_path / "second.jsonl", SECOND)
     code, stdout, err = cli(
