@@ -156,9 +156,10 @@ def test_room_reports_holdings_capacity_and_a_verdict_that_matches_the_law(train
     assert code == 0, err
     room = json.loads(stdout)
     memory = AdapterMemory.load(trained)
+    nats = sum(item["initial_nats"] for item in json.loads((trained / "recall.json").read_text())["items"])
     assert room["held"]["items"] == 3 and room["held"]["tokens"] == memory.length
-    assert room["held"]["bits"] == pytest.approx(memory.bits)
-    capacity = plan_length(law, 8, initial_loss=memory.initial_loss).length
+    assert room["held"]["bits"] == pytest.approx(nats / np.log(2))
+    capacity = plan_length(law, 8, initial_loss=nats / memory.length).length
     assert room["capacity_tokens"] == pytest.approx(capacity)
     assert room["share"] == pytest.approx(memory.length / capacity)
     both = room["held"]["tokens"] + room["new"]["tokens"]
@@ -185,20 +186,30 @@ def test_a_room_verdict_that_says_no_names_the_rank_to_grow_to(trained, adapter_
     assert verdict.second_adapter_rank is not None
 
 
-def test_a_cycle_records_its_room_verdict_with_what_it_measured(trained, adapter_law, tmp_path, cli):
+@pytest.mark.parametrize("grow", [None, 12])
+def test_a_cycle_records_its_room_verdict_with_what_it_measured(trained, adapter_law, tmp_path, cli, grow):
     path, _ = adapter_law
     record = tmp_path / "track.db"
     second = write_jsonl(tmp_path / "second.jsonl", SECOND)
+    grown = [] if grow is None else ["--grow", str(grow)]
     code, stdout, err = cli(
         "train", second, "--into", str(trained), "--out", str(tmp_path / "out"), "--law", path,
-        "--track-record", str(record), "--quiet",
+        "--track-record", str(record), "--quiet", *grown,
     )  # fmt: skip
     assert code == 0, err
     assert "room verdict before training: " in stdout
     (row,) = TrackRecord(record).rooms()
     recall = json.loads((tmp_path / "out" / "recall.json").read_text())
     assert row.certified == recall["certified"] and row.new_items == 2 and row.held_items == 3
-    assert bool(row.predicted_fit) == recall["cycles"][1]["room"]["fits"]
+    # the verdict checked is the one for the rank trained: the grown one, where the cycle grew
+    room = recall["cycles"][1]["room"]
+    assert row.rank == (grow or 8) and bool(row.predicted_fit) == (room["union_rank"] <= row.rank)
+    # later verdicts say how often checked ones held
+    third = write_jsonl(tmp_path / "third.jsonl", [{"key": "Olga Nowak", "value": "4412"}])
+    room_args = ["--data", third, "--law", path, "--track-record", str(record)]
+    code, stdout, err = cli("room", str(tmp_path / "out"), *room_args)
+    assert code == 0, err
+    assert f"1 room verdicts checked by cycles on this model's adapters: {int(row.correct)} right" in stdout
 
 
 def test_room_without_a_law_for_the_adapter_still_reports_what_it_holds(trained, cli):

@@ -15,10 +15,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memlaw.api.plan import ChosenLaw, choose_law, plan_target
+from memlaw.api.plan import ChosenLaw, choose_law, default_track_record, plan_target
 from memlaw.errors import MemlawInputError
 from memlaw.law.fit import MemoryLaw
 from memlaw.law.plan import plan_length, plan_rank
+from memlaw.law.track import TrackRecord
 
 if TYPE_CHECKING:
     from memlaw.memory import AdapterMemory
@@ -72,6 +73,8 @@ class Room:
     #: Rank of a second adapter for the new items alone.
     second_adapter_rank: int | None = None
     warnings: list[str] = field(default_factory=list)
+    #: (room verdicts checked by cycles on this model's adapters of this kind, of which right).
+    track: tuple[int, int] | None = None
     #: The model the new file was measured under, reused by a cycle that trains it in.
     loaded: LoadedModel | None = field(default=None, repr=False, compare=False)
 
@@ -98,6 +101,8 @@ class Room:
                 fits=self.fits, union_rank=self.union_rank, grow_to=None if self.fits else self.union_rank,
                 second_adapter_rank=self.second_adapter_rank,
             )  # fmt: skip
+        if self.track is not None:
+            record["track_record"] = {"checked": self.track[0], "right": self.track[1]}
         record["warnings"] = self.warnings
         return record
 
@@ -139,6 +144,9 @@ class Room:
                     else f"train the new items into a second adapter of rank {self.second_adapter_rank}"
                 )  # fmt: skip
                 lines.append(f"verdict: does not fit: {grow}, or {second}")
+        if self.track is not None and self.track[0]:
+            checked, right = self.track
+            lines.append(f"{checked} room verdicts checked by cycles on this model's adapters: {right} right")
         lines += [f"warning: {w}" for w in self.warnings]
         return lines
 
@@ -163,8 +171,10 @@ def room(
     law: MemoryLaw | str | Path | None = None,
     fields: list[str] | None = None,
     loaded: LoadedModel | None = None,
+    track_record: str | Path | None = None,
 ) -> Room:
-    """How much the adapter saved in ``adapter`` holds and has left; with ``data``, whether it fits."""
+    """How much the adapter saved in ``adapter`` holds and has left; with ``data``, whether it fits,
+    and how often verdicts checked on this model held (``track_record``, default: memlaw's own)."""
     from memlaw.memory import AdapterMemory
 
     memory = AdapterMemory.load(adapter)
@@ -187,6 +197,8 @@ def room(
         measure_new(verdict, memory, str(data), fields, loaded)
         if chosen is not None:
             judge(verdict, chosen.law, target)
+            track = TrackRecord(track_record or default_track_record())
+            verdict.track = track.room_summary(memory.config.model, memory.config.placement)
     return verdict
 
 

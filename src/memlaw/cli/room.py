@@ -22,6 +22,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", help="a new file (JSONL, CSV, Parquet or text): does it fit?")
     parser.add_argument("--fields", help="KEY,VALUE: the new file's question and answer columns")
     parser.add_argument("--law", help="law file to judge with (default: the adapter's calibrated law)")
+    parser.add_argument(
+        "--track-record", help="SQLite file of checked verdicts (default: track-record.db in $MEMLAW_HOME)"
+    )
     parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
     parser.set_defaults(run=run)
 
@@ -31,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
     from memlaw.api.room import room
 
     fields = None if args.fields is None else [name.strip() for name in args.fields.split(",")]
-    verdict = room(args.adapter, data=args.data, law=args.law, fields=fields)
+    verdict = room(args.adapter, data=args.data, law=args.law, fields=fields, track_record=args.track_record)
     print(json.dumps(verdict.to_dict(), indent=2) if args.json else "\n".join(verdict.describe()))
     return 0

@@ -56,6 +56,7 @@ class VerifiedRoom:
     law: str
     adapter: str
     data: str
+    #: The rank the cycle trained at (the grown one where it grew); predicted_fit is for this rank.
     rank: int
     held_tokens: int
     new_tokens: int
@@ -108,6 +109,11 @@ class TrackRecord:
             names = [f.name for f in fields(VerifiedRoom)]
             rows = db.execute(f"SELECT {', '.join(names)} FROM {ROOM_TABLE} ORDER BY rowid").fetchall()
         return [VerifiedRoom(**dict(zip(names, row, strict=True))) for row in rows]
+
+    def room_summary(self, model: str, placement: str) -> tuple[int, int]:
+        """(room verdicts checked on ``model``'s ``placement`` adapters, of which right)."""
+        verdicts = [r for r in self.rooms() if r.model == model and r.placement == placement]
+        return len(verdicts), sum(r.correct for r in verdicts)
 
     def summary(self, model: str, placement: str = "bypass") -> tuple[int, int]:
         """(plans verified on ``model``'s ``placement`` adapters, of which certified)."""

@@ -9,7 +9,6 @@ law calls its initial loss). probe_config.json keeps the settings it was trained
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -102,16 +101,6 @@ class AdapterMemory:
     def length(self) -> int:
         """Answer tokens held."""
         return self.data.length
-
-    @property
-    def initial_loss(self) -> float:
-        """Mean loss per held answer token under the base model: what the law plans with."""
-        return sum(held.initial_nats for held in self.items) / self.length
-
-    @property
-    def bits(self) -> float:
-        """What the held answers cost the base model to predict, in bits: the information stored."""
-        return sum(held.initial_nats for held in self.items) / math.log(2)
 
     @property
     def certified(self) -> int:
