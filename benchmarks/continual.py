@@ -7,7 +7,7 @@ on, each way trains the adapter it left at cycle k−1:
 - ``naive``: SFT on the new file alone, from the previous weights (what users do);
 - ``sft-replay``: SFT on everything so far, from the previous weights;
 - ``memlaw``: ``memlaw.train(NEW, into=PREVIOUS)``: everything so far under the replay rule (held
-  items cost nothing while their tokens stay above p 0.5), with ``memlaw.room``'s verdict first,
+  items cost nothing until one of their tokens slips below p 0.5), with ``memlaw.room``'s verdict first,
   at the adapter's rank whatever the verdict (what happens past capacity);
 - ``memlaw-grow``: the same, but following the verdict: when ``room`` says the file does not fit,
   the cycle grows the adapter to the rank it names (``grow=``). Until the first such verdict it is

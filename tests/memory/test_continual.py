@@ -12,7 +12,8 @@ from memlaw.data.encoding import item_record
 from memlaw.law.track import TrackRecord
 from memlaw.measure.teacher_forced import TokenLosses
 from memlaw.memory import AdapterMemory, Replay
-from memlaw.placements import BypassConfig, PeftLoraConfig
+from memlaw.memory.cycle import cycle_config
+from memlaw.placements import BypassConfig, PeftLoraConfig, load_adapter
 from memlaw.probe import ProbeConfig, build_data
 from memlaw.training.objectives import SFT
 
@@ -77,15 +78,20 @@ def test_a_cycle_adds_a_file_keeps_what_was_held_and_ask_recalls_both(trained, t
     assert recall["cycles"][2]["already_held"] == 1 and recall["cycles"][2]["new_items"] == 1
 
 
-def test_replay_weighs_held_tokens_only_while_they_are_below_the_threshold():
-    losses = torch.tensor([0.1, 2.0, 0.1, 2.0, 0.5])
-    tokens = TokenLosses(
-        losses=losses, correct=torch.ones(5, dtype=torch.bool), item_index=torch.tensor([0, 0, 1, 2, 2]),
-        position=torch.tensor([0, 1, 0, 0, 1]), copy=torch.zeros(5, dtype=torch.long),
-    )  # fmt: skip
+def test_replay_trains_a_held_item_only_once_it_has_slipped_and_then_like_a_new_one():
+    def tokens(losses):
+        return TokenLosses(
+            losses=torch.tensor(losses), correct=torch.ones(5, dtype=torch.bool),
+            item_index=torch.tensor([0, 0, 1, 2, 2]), position=torch.tensor([0, 1, 0, 0, 1]),
+            copy=torch.zeros(5, dtype=torch.long),
+        )  # fmt: skip
+
     replay = Replay(SFT(), held=2)  # items 0 and 1 held, item 2 new
-    assert replay.weights(tokens).tolist() == [0.0, 1.0, 0.0, 1.0, 1.0]
+    # item 0 has a token below p 0.5 (loss 2.0 > ln 2): the whole item trains; item 1 holds: nothing
+    assert replay.weights(tokens([0.1, 2.0, 0.1, 2.0, 0.5])).tolist() == [1.0, 1.0, 0.0, 1.0, 1.0]
     assert replay.slipped == {0}
+    # restored above the threshold, item 0 keeps training for the rest of the cycle
+    assert replay.weights(tokens([0.1, 0.2, 0.1, 0.1, 0.1])).tolist() == [1.0, 1.0, 0.0, 1.0, 1.0]
 
 
 def _logits(model, ids):
@@ -224,6 +230,7 @@ def test_room_without_a_law_for_the_adapter_still_reports_what_it_holds(trained,
         (["--rank", "4"], "--rank is fixed by the adapter"),
         (["--grow", "8"], "--grow 8 is not above the adapter's rank 8"),
         (["--layer", "1"], "--layer is fixed by the adapter"),
+        (["--lr-search", "true"], "--lr-search does not apply to a cycle"),
     ],
 )
 def test_a_cycle_refuses_settings_the_adapter_fixes(trained, tmp_path, cli, extra, message):
@@ -252,3 +259,35 @@ def test_a_cycle_refuses_a_prompt_held_with_another_answer_and_bad_folders(train
     assert code == 2 and "does not keep the items it holds" in err, err
     code, _, err = cli("train", clash, "--grow", "4", "--out", str(out))
     assert code == 2 and "add --into" in err and not out.exists()
+
+
+def test_a_cycle_that_grows_an_adapter_with_lora_alpha_keeps_its_scale(tiny_dir, tiny, tmp_path, cli):
+    out = tmp_path / "alpha"
+    code, _, err = cli(
+        "train", write_jsonl(tmp_path / "first.jsonl", FIRST), "--model", tiny_dir, "--out", str(out), *RAW,
+        "--lora-alpha", "16",
+    )  # fmt: skip
+    assert code == 0, err
+    ids = torch.tensor([[5, 17, 230, 31, 9, 400]])
+    saved = load_adapter(tiny.model, out)
+    before = _logits(tiny.model, ids)
+    saved.remove()
+    config = cycle_config(AdapterMemory.load(out), "new.jsonl", 12, {})
+    grown = config.placement_config().attach(tiny.model, seed=3)
+    grown.load_weights(out)
+    assert config.rank == 12
+    torch.testing.assert_close(_logits(tiny.model, ids), before, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("damage, message", [("remove", "holds no adapter_model.safetensors"),
+                                             ("truncate", "the adapter's weights cannot be loaded")])  # fmt: skip
+def test_a_cycle_into_a_folder_with_damaged_weights_says_so(trained, tmp_path, cli, damage, message):
+    weights = trained / "adapter_model.safetensors"
+    if damage == "remove":
+        weights.unlink()
+    else:
+        weights.write_bytes(weights.read_bytes()[:100])
+    second = write_jsonl(tmp_path / "second.jsonl", SECOND)
+    code, _, err = cli("train", second, "--into", str(trained), "--out", str(tmp_path / "out"), "--quiet")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()

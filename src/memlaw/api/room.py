@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from memlaw.api.plan import ChosenLaw, choose_law, default_track_record, plan_target
 from memlaw.errors import MemlawInputError
 from memlaw.law.fit import MemoryLaw
-from memlaw.law.plan import plan_length, plan_rank
+from memlaw.law.plan import BeyondFullRank, plan_length, plan_rank
 from memlaw.law.track import TrackRecord
 
 if TYPE_CHECKING:
@@ -222,14 +222,17 @@ def measure_new(
 def judge(verdict: Room, law: MemoryLaw, target: dict[str, Any]) -> None:
     """Fits when the law plans the adapter's rank or less for what it holds plus the new items."""
     assert verdict.new is not None
-    verdict.union_rank = rank_for(law, verdict.held + verdict.new, target)
+    verdict.union_rank = rank_for(law, verdict.held + verdict.new, target, verdict.warnings)
     verdict.fits = verdict.union_rank is not None and verdict.union_rank <= verdict.rank
-    verdict.second_adapter_rank = rank_for(law, verdict.new, target)
+    verdict.second_adapter_rank = rank_for(law, verdict.new, target, verdict.warnings)
 
 
-def rank_for(law: MemoryLaw, content: Content, target: dict[str, Any]) -> int | None:
-    """The rank the law plans for ``content``; None beyond full rank (no adapter of this kind holds it)."""
+def rank_for(law: MemoryLaw, content: Content, target: dict[str, Any], warnings: list[str]) -> int | None:
+    """The rank the law plans for ``content``, its warnings added to ``warnings``; None beyond full
+    rank (no adapter of this kind holds it)."""
     try:
-        return int(plan_rank(law, content.tokens, initial_loss=content.initial_loss, **target).rank)
-    except MemlawInputError:
+        planned = plan_rank(law, content.tokens, initial_loss=content.initial_loss, **target)
+    except BeyondFullRank:
         return None
+    warnings += [w for w in planned.warnings if w not in warnings]
+    return int(planned.rank)

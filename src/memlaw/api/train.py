@@ -54,7 +54,7 @@ def train(
     adapter is then attached to it).
 
     ``into=DIR`` adds ``data`` to the adapter saved in DIR instead of training a new one: it trains
-    what DIR holds plus ``data`` (held items cost nothing while they stay above p 0.5), certifies
+    what DIR holds plus ``data`` (a held item costs nothing until one of its tokens slips below p 0.5), certifies
     the union and saves it in ``out`` (a new folder; DIR is left as it was). ``grow=R`` first
     raises the adapter's rank to R, keeping its function. ``result.cycle`` then says what the
     cycle did, with the room verdict the law gave before it (``memlaw.room``), which is recorded
@@ -84,8 +84,15 @@ def run_cycle(
     from memlaw.api.plan import default_track_record
     from memlaw.api.room import room
     from memlaw.law.track import TrackRecord, VerifiedRoom
-    from memlaw.memory import train_into
+    from memlaw.memory import AdapterMemory, train_into
+    from memlaw.memory.cycle import cycle_config
+    from memlaw.probe.data import prepare
 
+    # what the user got wrong is refused before any model loads, and the model loads as the cycle asks
+    config = cycle_config(AdapterMemory.load(into), str(data), grow, settings)
+    if track_record is not None:
+        TrackRecord(track_record).check()
+    loaded, _ = prepare(config, loaded)
     verdict = room(into, data=data, law=law, fields=settings.get("fields"), loaded=loaded, track_record=track_record)
     result, report = train_into(
         into, data, out=out, grow=grow, loaded=verdict.loaded, progress=progress, room=verdict.to_dict(), **settings

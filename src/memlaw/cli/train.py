@@ -38,7 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--into", metavar="DIR",
         help="add DATA to the adapter saved in DIR (by memlaw train --out): train what it holds plus DATA, held "
-        "items costing nothing while they stay above p 0.5, certify the union and save it in --out; the adapter's "
+        "items costing nothing until a token slips below p 0.5, certify the union and save it in --out; the adapter's "
         "own settings apply (model, placement, rank, prompt format, learning rate)",
     )  # fmt: skip
     parser.add_argument(

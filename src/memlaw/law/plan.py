@@ -235,18 +235,22 @@ def plan_items(
     return last + 1, _completed(plan, law, None)
 
 
+class BeyondFullRank(MemlawInputError):
+    """No adapter of the law's kind holds the content: the rank it needs is beyond full rank."""
+
+
 def _check_full_rank(law, exact: float, length: float, start: float, target_loss: float, confidence) -> None:
     """Refuse a rank no adapter has: beyond the law's full rank (the model's width, recorded by
     ``memlaw calibrate``), or beyond any sensible rank when the law does not know it."""
     full = law.reference_.max_rank
     if full is not None and not exact < full:
         holds = plan_length(law, full, initial_loss=start, target_loss=target_loss, confidence=confidence).length
-        raise MemlawInputError(
+        raise BeyondFullRank(
             f"{length:g} tokens do not fit even at full rank ({full:g}, the model's width): by the law, full rank "
             f"holds about {holds:,.0f} tokens of this content; split the data or use a larger placement"
         )
     if not exact < ABSURD_RANK:
-        raise MemlawInputError(
+        raise BeyondFullRank(
             f"the law needs a rank of {exact:.3g} for {length:g} tokens, beyond any adapter: split the data, "
             "or check that the law was fitted on this kind of content"
         )

@@ -89,6 +89,15 @@ class TrackRecord:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
+    def check(self) -> None:
+        """Refuse, before any training, a place that cannot keep a track record."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise MemlawInputError(f"cannot create {self.path.parent} ({err}): pass another track_record=") from err
+        with closing(self._connect(create=True)) as db, db:
+            pass
+
     def record(self, verified: VerifiedPlan | VerifiedRoom) -> None:
         """Add a verified plan or room verdict."""
         table = ROOM_TABLE if isinstance(verified, VerifiedRoom) else TABLE
@@ -133,6 +142,8 @@ class TrackRecord:
         try:
             db = sqlite3.connect(self.path)
             tables = _tables(db)
+        except sqlite3.OperationalError as err:  # a folder that cannot be written, a locked file...
+            raise MemlawInputError(f"cannot open {self.path} ({err}): pass another track_record=") from err
         except sqlite3.DatabaseError as err:
             raise MemlawInputError(f"{self.path} is not a SQLite database ({err}): pass another track_record=") from err
         if tables and TABLE not in tables:

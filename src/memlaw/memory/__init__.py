@@ -2,8 +2,8 @@
 
 ``memlaw train --out DIR`` saves with the adapter the items it memorised, as written and as
 encoded, with their certification (recall.json). A later cycle (``train_into``) trains what DIR
-holds plus a new file under the replay rule (``Replay``): a held token costs nothing while its
-p stays above 0.5, and gets its gradient back the moment it slips.
+holds plus a new file under the replay rule (``Replay``): a held item costs nothing while its
+tokens stay above p 0.5, and trains like a new item once one of them slips.
 """
 
 from memlaw.memory.account import AdapterMemory, HeldItem, read_settings

@@ -15,6 +15,7 @@ from typing import Any
 
 from memlaw.data.encoding import EncodedData, EncodedItem, item_from_record
 from memlaw.errors import MemlawInputError
+from memlaw.placements.base import WEIGHTS_FILE
 from memlaw.probe.config import ProbeConfig
 
 SETTINGS_FILE = "probe_config.json"
@@ -80,13 +81,16 @@ class AdapterMemory:
             ]
             trained_lr = float(recall["config"]["lr"])
             cycles = list(recall["cycles"])
-        except (KeyError, TypeError, ValueError) as err:
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            missing = f"no {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
             raise MemlawInputError(
-                f"{path} does not keep the items it holds (no {err} in its records): it was saved by an older "
+                f"{path} does not keep the items it holds ({missing} in its records): it was saved by an older "
                 "memlaw or damaged; train the adapter again"
             ) from err
         if not items:
             raise MemlawInputError(f"{path} holds no items; train the adapter again")
+        if not (Path(folder) / WEIGHTS_FILE).is_file():
+            raise MemlawInputError(f"{folder} holds no {WEIGHTS_FILE} (incomplete folder): train the adapter again")
         return cls(Path(folder), replace(config, lr=trained_lr), items, cycles)
 
     @property

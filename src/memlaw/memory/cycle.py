@@ -10,7 +10,7 @@ tokens still below p 0.5 stop improving, or the step cap.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 #: Settings that make the adapter what it is: a cycle takes them from the adapter's folder.
 FIXED_BY_ADAPTER = (
     "model", "gguf_file", "dtype", "placement", "rank", "layer", "init", "dropout", "target_modules", "lora_alpha",
-    "prompt_format", "system_prompt", "end_token", "length", "ratio", "text", "data_seed",
+    "prompt_format", "system_prompt", "end_token",
 )  # fmt: skip
 
 
@@ -82,6 +82,10 @@ def save_trained(result: ProbeResult, folder: str | Path, config: ProbeConfig) -
 
 def cycle_config(memory: AdapterMemory, data: str, grow: int | None, settings: dict[str, Any]) -> ProbeConfig:
     """The adapter's own settings for a cycle on ``data``; ``settings`` may change only how to train."""
+    known = {f.name for f in fields(ProbeConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise MemlawInputError(f"unknown setting {unknown[0]}= (known: {', '.join(sorted(known))})")
     fixed = sorted(set(settings) & set(FIXED_BY_ADAPTER))
     if fixed:
         hint = "; raise the rank with grow=" if "rank" in fixed else ""
@@ -89,7 +93,14 @@ def cycle_config(memory: AdapterMemory, data: str, grow: int | None, settings: d
             f"{fixed[0]}= is fixed by the adapter in {memory.folder} ({getattr(memory.config, fixed[0])!r}): "
             f"a cycle trains that adapter{hint}"
         )
-    config = replace(memory.config, data=str(data), lr_search=False, **settings)
+    if "data" in settings:
+        raise MemlawInputError("data= is the cycle's new file: give it as train's first argument, not as a setting")
+    if settings.get("lr_search"):
+        raise MemlawInputError(
+            "lr_search= does not apply to a cycle: it trains at the rate the adapter trained at (set lr= to change it)"
+        )
+    # a length that cut the first data does not cut the new file
+    config = replace(memory.config, **{"length": None, **settings, "data": str(data), "lr_search": False})
     if grow is None:
         return config
     if grow <= memory.rank:

@@ -52,6 +52,18 @@ PLACEMENTS: dict[str, Placement] = {
 }
 
 
+#: What loading truncated or mangled weights raises, or weights of another shape than the config says.
+DAMAGED_WEIGHTS = (SafetensorError, OSError, RuntimeError, ValueError, KeyError)
+
+
+def damaged_weights(directory: str | Path, err: Exception) -> MemlawInputError:
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return MemlawInputError(
+        f"{directory}: the adapter's weights cannot be loaded ({reason}): the folder is damaged or incomplete; "
+        "train the adapter again"
+    )
+
+
 def load_adapter(model: PreTrainedModel, directory: str | Path) -> Adapter:
     """Attach an adapter saved by memlaw (any placement) or by PEFT to ``model``."""
     saved = read_config(directory)
@@ -59,17 +71,13 @@ def load_adapter(model: PreTrainedModel, directory: str | Path) -> Adapter:
         if placement.saved_here(saved):
             try:
                 return placement.load(model, Path(directory), saved)
-            except (SafetensorError, OSError, RuntimeError, ValueError, KeyError) as err:
-                # truncated or mangled weights, or weights of another shape than the config says
-                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-                raise MemlawInputError(
-                    f"{directory}: the adapter's weights cannot be loaded ({reason}): the folder is damaged or "
-                    "incomplete; train the adapter again"
-                ) from err
+            except DAMAGED_WEIGHTS as err:
+                raise damaged_weights(directory, err) from err
     raise MemlawInputError(f"{directory} holds an adapter memlaw does not know ({', '.join(PLACEMENTS)} are known)")
 
 
 __all__ = [
+    "DAMAGED_WEIGHTS",
     "PLACEMENTS",
     "Adapter",
     "BypassAdapter",
@@ -78,5 +86,6 @@ __all__ = [
     "PeftLoraConfig",
     "Placement",
     "ResidualAdapter",
+    "damaged_weights",
     "load_adapter",
 ]

@@ -15,9 +15,10 @@ from torch.profiler import record_function
 from memlaw.config import settings_where
 from memlaw.data.encoding import EncodedData
 from memlaw.engine.prefix_cache import build_prefix_cache
+from memlaw.errors import MemlawInputError
 from memlaw.measure.recall import measure_recall
 from memlaw.models.loading import LoadedModel
-from memlaw.placements import PLACEMENTS, Adapter
+from memlaw.placements import DAMAGED_WEIGHTS, PLACEMENTS, Adapter, damaged_weights
 from memlaw.probe.config import ProbeConfig
 from memlaw.probe.data import prepare
 from memlaw.probe.lr_search import search_lr
@@ -126,7 +127,12 @@ def probe_together(
     try:
         if start_from is not None:
             for copy in range(copies):
-                adapter.load_weights(start_from, copy)
+                try:
+                    adapter.load_weights(start_from, copy)
+                except MemlawInputError:
+                    raise
+                except DAMAGED_WEIGHTS as err:
+                    raise damaged_weights(start_from, err) from err
         cache = None
         if config.prefix_cache:
             with record_function("memlaw.cache_build"):
