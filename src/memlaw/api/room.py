@@ -78,6 +78,10 @@ class Room:
     #: The model the new file was measured under, reused by a cycle that trains it in.
     loaded: LoadedModel | None = field(default=None, repr=False, compare=False)
 
+    def fits_at(self, rank: int) -> bool:
+        """Whether the law plans ``rank`` or less for everything held plus the new items."""
+        return self.union_rank is not None and self.union_rank <= rank
+
     @property
     def share(self) -> float | None:
         """Share of the capacity the held content uses."""
@@ -223,7 +227,7 @@ def judge(verdict: Room, law: MemoryLaw, target: dict[str, Any]) -> None:
     """Fits when the law plans the adapter's rank or less for what it holds plus the new items."""
     assert verdict.new is not None
     verdict.union_rank = rank_for(law, verdict.held + verdict.new, target, verdict.warnings)
-    verdict.fits = verdict.union_rank is not None and verdict.union_rank <= verdict.rank
+    verdict.fits = verdict.fits_at(verdict.rank)
     verdict.second_adapter_rank = rank_for(law, verdict.new, target, verdict.warnings)
 
 

@@ -99,14 +99,13 @@ def run_cycle(
     )
     if verdict.fits is not None:
         assert verdict.new is not None and verdict.law is not None
-        # the verdict checked is the one for the rank trained: a grown cycle tests the rank room named
-        fits = verdict.union_rank is not None and verdict.union_rank <= report.rank
         TrackRecord(track_record or default_track_record()).record(
             VerifiedRoom(
                 model=result.config["model"], law=verdict.law, adapter=str(into), data=str(data),
+                # the verdict for the rank trained: a grown cycle checks the rank room named
                 rank=report.rank, held_tokens=verdict.held.tokens, new_tokens=verdict.new.tokens,
-                predicted_fit=fits, union_rank=verdict.union_rank or 0, certified=result.certified,
-                new_certified=report.new_certified, new_items=report.new_items,
+                predicted_fit=verdict.fits_at(report.rank), union_rank=verdict.union_rank or 0,
+                certified=result.certified, new_certified=report.new_certified, new_items=report.new_items,
                 held_certified=report.held_certified, held_items=report.held_items, steps=result.steps,
                 seconds=result.seconds, placement=result.placement["placement"],
             )

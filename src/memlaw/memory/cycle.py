@@ -10,10 +10,11 @@ tokens still below p 0.5 stop improving, or the step cap.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from memlaw.config import typed_settings
 from memlaw.data.encoding import EncodedData
 from memlaw.errors import MemlawInputError
 from memlaw.memory.account import AdapterMemory
@@ -82,10 +83,7 @@ def save_trained(result: ProbeResult, folder: str | Path, config: ProbeConfig) -
 
 def cycle_config(memory: AdapterMemory, data: str, grow: int | None, settings: dict[str, Any]) -> ProbeConfig:
     """The adapter's own settings for a cycle on ``data``; ``settings`` may change only how to train."""
-    known = {f.name for f in fields(ProbeConfig)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise MemlawInputError(f"unknown setting {unknown[0]}= (known: {', '.join(sorted(known))})")
+    settings = typed_settings(ProbeConfig, settings, {})
     fixed = sorted(set(settings) & set(FIXED_BY_ADAPTER))
     if fixed:
         hint = "; raise the rank with grow=" if "rank" in fixed else ""

@@ -57,6 +57,9 @@ DAMAGED_WEIGHTS = (SafetensorError, OSError, RuntimeError, ValueError, KeyError)
 
 
 def damaged_weights(directory: str | Path, err: Exception) -> MemlawInputError:
+    """The one line for weights that do not load; memlaw's own errors (a shape that does not fit) as they are."""
+    if isinstance(err, MemlawInputError):
+        return err
     reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
     return MemlawInputError(
         f"{directory}: the adapter's weights cannot be loaded ({reason}): the folder is damaged or incomplete; "

@@ -15,7 +15,6 @@ from torch.profiler import record_function
 from memlaw.config import settings_where
 from memlaw.data.encoding import EncodedData
 from memlaw.engine.prefix_cache import build_prefix_cache
-from memlaw.errors import MemlawInputError
 from memlaw.measure.recall import measure_recall
 from memlaw.models.loading import LoadedModel
 from memlaw.placements import DAMAGED_WEIGHTS, PLACEMENTS, Adapter, damaged_weights
@@ -129,8 +128,6 @@ def probe_together(
             for copy in range(copies):
                 try:
                     adapter.load_weights(start_from, copy)
-                except MemlawInputError:
-                    raise
                 except DAMAGED_WEIGHTS as err:
                     raise damaged_weights(start_from, err) from err
         cache = None
