@@ -291,3 +291,23 @@ def test_a_cycle_into_a_folder_with_damaged_weights_says_so(trained, tmp_path, c
     code, _, err = cli("train", second, "--into", str(trained), "--out", str(tmp_path / "out"), "--quiet")
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "adapter",
+    [["--target-modules", "all-linear"], ["--target-modules", "q_proj,v_proj", "--layer", "all"], ["--layer", "all"]],
+    ids=["all-linear", "q_proj,v_proj on every layer", "MLP on every layer"],
+)
+def test_cycles_grow_and_certify_on_other_adapters(tiny_dir, tmp_path, cli, adapter):
+    first, grown = tmp_path / "first", tmp_path / "grown"
+    code, _, err = cli(
+        "train", write_jsonl(tmp_path / "first.jsonl", FIRST), "--model", tiny_dir, "--out", str(first), *RAW, *adapter
+    )  # fmt: skip
+    assert code == 0, err
+    second = write_jsonl(tmp_path / "second.jsonl", SECOND)
+    code, stdout, err = cli("train", second, "--into", str(first), "--grow", "12", "--out", str(grown), "--quiet")
+    assert code == 0, err
+    assert "new items certified 2/2; held items certified 3/3" in stdout, stdout
+    for record in (FIRST[0], SECOND[1]):
+        code, stdout, err = cli("ask", str(grown), record["key"])
+        assert code == 0 and stdout == record["value"] + "\n", (stdout, err)
