@@ -218,6 +218,18 @@ def test_a_cycle_records_its_room_verdict_with_what_it_measured(trained, adapter
     assert f"1 room verdicts checked by cycles on this model's adapters: {int(row.correct)} right" in stdout
 
 
+def test_room_takes_a_swept_law_that_counts_layers_from_0(trained, tiny_law, cli):
+    """train places its adapter two layers below the top (-2); a law fitted on a sweep at that
+    layer counts it from 0 and does not know the model's depth: it applies, one at another does not."""
+    path, _ = tiny_law(placement="peft", layer=2, target_modules=list(MLP_MODULES))
+    code, stdout, err = cli("room", str(trained), "--law", path)
+    assert code == 0, err
+    assert "capacity at this content's initial loss: about" in stdout
+    path, _ = tiny_law(placement="peft", layer=1, target_modules=list(MLP_MODULES))
+    code, _, err = cli("room", str(trained), "--law", path)
+    assert code == 2 and "memlaw calibrate" in err
+
+
 def test_room_without_a_law_for_the_adapter_still_reports_what_it_holds(trained, cli):
     code, stdout, err = cli("room", str(trained))
     assert code == 0, err

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from memlaw.api.plan import ChosenLaw, choose_law, default_track_record, plan_target
 from memlaw.errors import MemlawInputError
 from memlaw.law.fit import MemoryLaw
+from memlaw.law.library import layer_list
 from memlaw.law.plan import BeyondFullRank, plan_length, plan_rank
 from memlaw.law.track import TrackRecord
 
@@ -159,13 +160,11 @@ def adapter_law(memory: AdapterMemory, law: MemoryLaw | str | Path | None) -> Ch
     """The law for the saved adapter: the one given, or the one calibrated on its model and adapter."""
     config = memory.config
     layer = config.layer
-    text = None if layer is None else layer if isinstance(layer, str) else ",".join(map(str, _as_list(layer)))
+    if isinstance(layer, (int, list)) and min(layer_list(layer)) < 0 and memory.layers:
+        layer = memory.layers  # where it sits, for a law that does not know the model's depth
+    text = None if layer is None else layer if isinstance(layer, str) else ",".join(map(str, layer_list(layer)))
     modules = config.target_modules if config.placement == "peft" else None
     return choose_law(law, model=config.model, placement=config.placement, target_modules=modules, layer=text)
-
-
-def _as_list(layer) -> list[int]:
-    return [layer] if isinstance(layer, int) else list(layer)
 
 
 def room(

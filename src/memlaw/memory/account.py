@@ -66,6 +66,8 @@ class AdapterMemory:
     config: ProbeConfig
     items: list[HeldItem]
     cycles: list[dict[str, Any]]
+    #: The layers the adapter sits on, counted from 0 (its settings may count from the top).
+    layers: list[int] | None = None
 
     @classmethod
     def load(cls, folder: str | Path) -> AdapterMemory:
@@ -81,6 +83,7 @@ class AdapterMemory:
             ]
             trained_lr = float(recall["config"]["lr"])
             cycles = list(recall["cycles"])
+            layers = recall.get("placement", {}).get("layers")
         except (AttributeError, KeyError, TypeError, ValueError) as err:
             missing = f"no {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
             raise MemlawInputError(
@@ -91,7 +94,7 @@ class AdapterMemory:
             raise MemlawInputError(f"{path} holds no items; train the adapter again")
         if not (Path(folder) / WEIGHTS_FILE).is_file():
             raise MemlawInputError(f"{folder} holds no {WEIGHTS_FILE} (incomplete folder): train the adapter again")
-        return cls(Path(folder), replace(config, lr=trained_lr), items, cycles)
+        return cls(Path(folder), replace(config, lr=trained_lr), items, cycles, layers)
 
     @property
     def rank(self) -> int:
