@@ -24,9 +24,12 @@ when it said "fits" and the union certified, or "does not fit" and it did not.
 Each training is appended to ``--out`` (JSONL) and skipped when the script runs again, so an
 interrupted run resumes (a cycle's adapter folder is written before its row, and redone if its
 row is missing). The table printed at the end is docs/continual.md's; ``--figure`` draws retention.
+``--law`` judges with another law (one calibrated on content like the files') and ``--ways`` runs
+only some ways: the verdicts come from the memlaw ways alone.
 
     python benchmarks/continual.py --out runs/continual/default.jsonl --autocast
     python benchmarks/continual.py --out runs/continual/two-layers.jsonl --adapter mlp-two-layers --autocast
+    python benchmarks/continual.py --out runs/continual/pb-law.jsonl --law LAW --ways memlaw,memlaw-grow --autocast
 """
 
 from __future__ import annotations
@@ -118,11 +121,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--autocast", action="store_true", help="bf16 autocast of training passes")
     parser.add_argument("--figure", help="PNG of retention over cycles (from the rows in --out)")
+    parser.add_argument("--law", help="law file for room's verdicts and cycle 1's plan (default: the packaged one)")
+    parser.add_argument(
+        "--ways", default=",".join((*WAYS, "one-shot")),
+        help="comma-separated ways to run (the memlaw ways alone check another law's verdicts)",
+    )  # fmt: skip
     args = parser.parse_args()
+    ways = args.ways.split(",")
+    unknown = sorted(set(ways) - {*WAYS, "one-shot"})
+    if unknown:
+        parser.error(f"unknown ways {unknown}: choose from {', '.join((*WAYS, 'one-shot'))}")
+    if "memlaw-grow" in ways and "memlaw" not in ways:
+        parser.error("memlaw-grow follows the memlaw way's trainings: run both")
     out = Path(args.out)
     root = out.with_suffix("")
     rows = [json.loads(line) for line in out.read_text().splitlines()] if out.is_file() else []
     done = {(row["way"], row["cycle"]) for row in rows}
+    if rows and rows[0].get("law") != args.law:
+        parser.error(f"{out} holds verdicts of law {rows[0].get('law')}, not {args.law}: give another --out")
 
     def record(row: dict) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -138,17 +154,19 @@ def main() -> None:
     first = root / "cycle-1"
     if ("shared", 1) not in done:
         shutil.rmtree(first, ignore_errors=True)
-        plan = memlaw.plan(data=files[0], loaded=loaded) if args.adapter == "default" else None
+        has_law = args.adapter == "default" or args.law
+        plan = memlaw.plan(data=files[0], law=args.law, loaded=loaded) if has_law else None
         result = memlaw.train(files[0], out=first, loaded=loaded, **settings)
         outcome = evaluate(loaded, result.data, ProbeConfig(**result.config))
         result.adapter.remove()
-        extra = {"predicted_fit": None if plan is None else plan.rank <= args.rank, "lr": result.config["lr"]}
+        extra = {"predicted_fit": None if plan is None else plan.rank <= args.rank, "lr": result.config["lr"],
+                 "law": args.law}  # fmt: skip
         record(row_for("shared", 1, result, outcome, [len(outcome)], extra))
     base = AdapterMemory.load(first).config  # the adapter's settings and the rate it trained at
     data = encoded(loaded, replace(base, lr_search=False), files)
     sizes = [len(d.items) for d in data]
     fits = {row["cycle"]: row["predicted_fit"] for row in rows if row["way"] == "memlaw"}
-    for way in WAYS:
+    for way in (w for w in WAYS if w in ways):
         previous, follows_memlaw = first, way == "memlaw-grow"
         for cycle in range(2, args.cycles + 1):
             folder = root / way / f"cycle-{cycle}"
@@ -166,10 +184,10 @@ def main() -> None:
             if way.startswith("memlaw"):
                 grow = None
                 if way == "memlaw-grow":
-                    verdict = memlaw.room(previous, data=files[cycle - 1], loaded=loaded)
+                    verdict = memlaw.room(previous, data=files[cycle - 1], law=args.law, loaded=loaded)
                     grow = None if verdict.fits or verdict.union_rank is None else verdict.union_rank
                 result = memlaw.train(files[cycle - 1], into=previous, out=folder, loaded=loaded, grow=grow,
-                                      track_record=root / "track-record.db")  # fmt: skip
+                                      law=args.law, track_record=root / "track-record.db")  # fmt: skip
                 room = result.cycle["room"]
                 extra = {"predicted_fit": room.get("fits"), "union_rank": room.get("union_rank"),
                          "capacity_tokens": room.get("capacity_tokens"), "slipped": result.cycle["slipped"],
@@ -188,7 +206,7 @@ def main() -> None:
             extra["held_tokens"] = held_tokens(union, outcome)
             record(row_for(way, cycle, result, outcome, sizes[:cycle], extra))
             previous = folder
-    for cycle in range(2, args.cycles + 1):
+    for cycle in range(2, args.cycles + 1) if "one-shot" in ways else ():
         if ("one-shot", cycle) in done:
             continue
         union = EncodedData(tuple(item for d in data[:cycle] for item in d.items))
