@@ -160,8 +160,8 @@ def adapter_law(memory: AdapterMemory, law: MemoryLaw | str | Path | None) -> Ch
     """The law for the saved adapter: the one given, or the one calibrated on its model and adapter."""
     config = memory.config
     layer = config.layer
-    if isinstance(layer, (int, list)) and min(layer_list(layer)) < 0 and memory.layers:
-        layer = memory.layers  # where it sits, for a law that does not know the model's depth
+    if isinstance(layer, (int, list)) and memory.layers:
+        layer = memory.layers  # where it sits, counted from 0: no law needs the model's depth for it
     text = None if layer is None else layer if isinstance(layer, str) else ",".join(map(str, layer_list(layer)))
     modules = config.target_modules if config.placement == "peft" else None
     return choose_law(law, model=config.model, placement=config.placement, target_modules=modules, layer=text)
