@@ -143,15 +143,17 @@ def test_train_defaults_are_the_budget_of_the_packaged_peft_law():
     from memlaw.api.train import TRAIN_DEFAULTS
     from memlaw.constants import DEFAULT_MODEL
     from memlaw.law.library import find_law, same_setting
-    from memlaw.law.points import PROVENANCE
+    from memlaw.law.points import DEFAULTS, PROVENANCE
 
     law, _ = find_law(DEFAULT_MODEL, "peft")
     defaults = {f.name: TRAIN_DEFAULTS.get(f.name, f.default) for f in fields(ProbeConfig)}
+    # a setting the law predates was at its declared default (as ``law_config`` reads it)
+    recorded = {name: law.provenance_.get(name, DEFAULTS[name]) for name in PROVENANCE}
     differing = {
-        name: law.provenance_.get(name)
+        name: recorded[name]
         for name in PROVENANCE
         if name not in ("data", "autocast")
-        and not same_setting(name, law.provenance_.get(name), defaults[name], law.reference_.layers)
+        and not same_setting(name, recorded[name], defaults[name], law.reference_.layers)
     }
     assert differing == {}
     assert law.provenance_.placement == "peft" and law.reference_.layers == 30

@@ -253,6 +253,15 @@ def test_a_cycle_refuses_settings_the_adapter_fixes(trained, tmp_path, cli, extr
     assert not out.exists()
 
 
+def test_a_cycle_finishes_its_stubborn_tokens_unless_told_not_to(trained):
+    memory = AdapterMemory.load(trained)
+    assert not memory.config.finish_stubborn, "a first training stops where SFT stops"
+    assert cycle_config(memory, "new.jsonl", None, {}).finish_stubborn
+    assert not cycle_config(memory, "new.jsonl", None, {"finish_stubborn": False}).finish_stubborn
+    # a fixed budget has no plateau to finish from
+    assert not cycle_config(memory, "new.jsonl", None, {"until": "budget", "steps": 10}).finish_stubborn
+
+
 def test_a_cycle_refuses_a_prompt_held_with_another_answer_and_bad_folders(trained, tmp_path, cli):
     out = tmp_path / "out"
     clash = write_jsonl(tmp_path / "clash.jsonl", [{"key": "Ada", "value": "1234"}])

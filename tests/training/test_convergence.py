@@ -35,6 +35,30 @@ def test_converged_stops_on_a_plateau_of_the_last_learning_rate(tokenizer):
     assert min(curve[-20:]) > min(curve[:-20]) - 0.01
 
 
+def test_a_run_that_plateaus_short_of_certification_trains_on_from_the_plateau(tokenizer):
+    # rank 2 cannot certify 48 random tokens: SFT converges with tokens at p <= 0.5
+    data = random_tokens(tokenizer, 48)
+    settings = {"until": "converged", "max_steps": 1500, "plateau_steps": 20, "lr": 2e-2}
+    plain = train(tokenizer, data, rank=2, **settings)
+    assert plain.stop_reason == "converged" and plain.certified_step is None and plain.finish_step is None
+    finished = train(tokenizer, data, rank=2, finish_stubborn=True, **settings)
+    # the same run up to the plateau, then a phase of its own, which ends on its own plateau here
+    assert finished.finish_step == plain.steps
+    assert finished.loss_curve[: plain.steps] == plain.loss_curve
+    assert finished.steps > plain.steps and finished.stop_reason == "converged"
+    # the cap counts both phases
+    capped = train(tokenizer, data, rank=2, finish_stubborn=True, **{**settings, "max_steps": plain.steps + 5})
+    assert (capped.finish_step, capped.steps, capped.stop_reason) == (plain.steps, plain.steps + 5, "max_steps")
+
+
+def test_finishing_leaves_a_run_that_certifies_as_it_was(tokenizer):
+    data = random_tokens(tokenizer, 12)
+    plain = train(tokenizer, data, rank=8, until="converged", max_steps=400, lr=2e-2)
+    finished = train(tokenizer, data, rank=8, until="converged", max_steps=400, lr=2e-2, finish_stubborn=True)
+    assert plain.stop_reason == finished.stop_reason == "certified" and finished.finish_step is None
+    assert finished.loss_curve == plain.loss_curve
+
+
 def plateau_schedule(plateau_steps=5, plateau_tol=0.01):
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=0.03)
     return optimizer, Plateau(
@@ -139,6 +163,7 @@ def test_stacked_copies_converge_on_their_own_schedules(tokenizer, same_result):
         ({"plateau_tol": 0.0}, "plateau_tol must be a positive"),
         ({"max_steps": 0}, "max_steps must be a positive"),
         ({"until": "converged", "steps": 100}, "caps the steps with max_steps="),
+        ({"finish_stubborn": True}, "finish_stubborn starts at a plateau short of certification"),
     ],
 )
 def test_bad_stopping_settings(settings, message):

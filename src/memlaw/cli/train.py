@@ -115,6 +115,8 @@ def recall_report(result: ProbeResult, config: ProbeConfig) -> list[str]:
     }.get(result.stop_reason, f"budget of {result.steps} steps spent without certification")
     if result.certified:
         stop = f"certified at step {result.certified_step}"
+    if result.finish_step is not None:  # the SFT phase stopped improving there (--finish-stubborn)
+        stop += f", finishing its stubborn tokens with memft-ot from step {result.finish_step}"
     ends = sum(item.get("end_tokens", 0) for item in items)
     ended = f" (and {ends} end token(s))" if ends else ""
     lines = [

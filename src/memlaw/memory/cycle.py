@@ -5,7 +5,8 @@ trained at); only how to train may change. Its weights are loaded, grown first w
 rank is asked for (the new components start with zero output, so the adapter's function is
 unchanged). The data is what it holds (its stored token ids) then the new items; the objective
 is ``Replay`` around the cycle's method. Training ends as ``memlaw train`` does: certified, or the
-tokens still below p 0.5 stop improving, or the step cap.
+tokens still below p 0.5 stop improving, or the step cap; but where they stop improving short of
+certification, a finishing phase trains them alone first (``finish_stubborn``).
 """
 
 from __future__ import annotations
@@ -97,8 +98,11 @@ def cycle_config(memory: AdapterMemory, data: str, grow: int | None, settings: d
         raise MemlawInputError(
             "lr_search= does not apply to a cycle: it trains at the rate the adapter trained at (set lr= to change it)"
         )
-    # a length that cut the first data does not cut the new file
-    config = replace(memory.config, **{"length": None, **settings, "data": str(data), "lr_search": False})
+    # a length that cut the first data does not cut the new file; a cycle finishes its stubborn
+    # tokens unless told not to (one token of a new record at p 0.1 ended a cycle short otherwise)
+    until = settings.get("until", memory.config.until)
+    changes = {"length": None, "finish_stubborn": until == "converged", **settings}
+    config = replace(memory.config, **{**changes, "data": str(data), "lr_search": False})
     if grow is None:
         return config
     if grow <= memory.rank:

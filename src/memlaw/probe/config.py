@@ -146,6 +146,12 @@ class ProbeConfig:
     plateau_tol: float = setting(
         0.01, help="--until converged: improvement in nats that counts", keyed_when_default=False, provenance=True
     )
+    finish_stubborn: bool = setting(
+        False,
+        help="--until converged: when training plateaus short of certification, train on with memft-ot (only the "
+        "tokens at p <= 0.5) at a tenth of --lr until certified, a plateau or --max-steps (on for train --into)",
+        keyed_when_default=False, provenance=True,
+    )  # fmt: skip
     # engine
     prefix_cache: bool = setting(
         True,

@@ -62,6 +62,8 @@ class ProbeResult:
     #: The learning-rate search before training (``lr_search``): the rate kept, the rates tried
     #: with their scores (mean loss of their last steps) and the steps each trained.
     lr_choice: dict[str, Any] | None = None
+    #: Steps trained before the finishing phase (``finish_stubborn``) began; None when it did not.
+    finish_step: int | None = None
     #: For a cycle that added content to a saved adapter: what it did (``memlaw.memory.CycleReport``).
     cycle: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
@@ -130,6 +132,8 @@ class ProbeResult:
         }[self.stop_reason]  # fmt: skip
         if self.plateau_measure is not None:
             ended += f" ({self.plateau_measure})"
+        if self.finish_step is not None:
+            ended += f" after finishing the stubborn tokens with memft-ot from step {self.finish_step}"
         falling = "; still improving: budget-limited" if self.budget_limited else ""
         lines.append(
             f"training ended at {ended} (loss slope {self.loss_slope:.2g}, stubborn excess slope "
@@ -193,6 +197,7 @@ def build_result(
         plateau_measure=log.plateau_measure,
         excess_slope=log.excess_slope,
         lr_choice=lr_choice,
+        finish_step=log.finish_step,
         adapter=adapter,
         data=data,
     )

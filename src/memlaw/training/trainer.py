@@ -16,7 +16,7 @@ from torch.profiler import record_function
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from memlaw.constants import CERTIFY_LOSS, PLATEAU_CUTS, PLATEAU_FACTOR, UNTIL
+from memlaw.constants import CERTIFY_LOSS, CERTIFY_PROBABILITY, PLATEAU_CUTS, PLATEAU_FACTOR, UNTIL
 from memlaw.data.encoding import EncodedData
 from memlaw.engine.checkpointing import checkpointed_layers
 from memlaw.engine.prefix_cache import PrefixCache
@@ -24,6 +24,7 @@ from memlaw.errors import MemlawInputError
 from memlaw.measure.teacher_forced import batch_token_losses, evaluate_tokens
 from memlaw.models.loading import bf16_autocast_available
 from memlaw.placements.base import Adapter
+from memlaw.training.memft import threshold_mask
 from memlaw.training.objectives import SFT, Objective, copy_losses
 
 
@@ -45,6 +46,9 @@ class TrainConfig:
     plateau_tol: float = 0.01  # nats of mean answer-token loss
     autocast: bool = False  # bf16 autocast of the training forward pass; measurements stay float32
     checkpoint_layers: bool = False  # recompute the adapted suffix's activations in backward
+    #: until="converged": a copy that plateaus short of certification trains on with MemFT-OT
+    #: (``CopyTraining.start_finishing``) instead of stopping
+    finish_stubborn: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "max_steps", "plateau_steps"):
@@ -64,6 +68,10 @@ class TrainConfig:
             raise MemlawInputError("until converged stops at certification too: it needs check_every > 0")
         if self.until == "converged" and self.steps is not None:
             raise MemlawInputError("steps= is a fixed budget; until converged caps the steps with max_steps=")
+        if self.finish_stubborn and self.until != "converged":
+            raise MemlawInputError(
+                "finish_stubborn starts at a plateau short of certification: it needs until converged"
+            )
 
     def total_steps(self, num_items: int, objective: Objective | None = None) -> int:
         if self.until == "converged":
@@ -92,6 +100,8 @@ class TrainLog:
     #: Least-squares slope of the stubborn excess (nats summed over the tokens at p <= 0.5) over
     #: the epochs of the last plateau_steps steps, per step at the full learning rate.
     excess_slope: float = 0.0
+    #: Steps trained before the finishing phase began (``finish_stubborn``); None when it did not.
+    finish_step: int | None = None
 
 
 def train_adapter(
@@ -166,6 +176,7 @@ class CopyRun:
     epoch_losses: list[float] = field(default_factory=list)
     epoch_excess: float = 0.0
     epoch_stubborn: int = 0
+    finish_step: int | None = None  # steps before the finishing phase began
 
     def start_epoch(self) -> None:
         self.below, self.epoch_losses, self.epoch_excess, self.epoch_stubborn = True, [], 0.0, 0
@@ -201,7 +212,7 @@ class CopyRun:
         measure = plateau.last_improved if reason == "converged" and plateau else None
         return TrainLog(
             len(self.curve), self.curve, self.certified, len(self.curve) < total, reason, slope, limited, measure,
-            excess_slope,
+            excess_slope, self.finish_step,
         )  # fmt: skip
 
 
@@ -294,6 +305,10 @@ class CopyTraining:
                 tokens.copy = torch.tensor(active, device=tokens.copy.device)[tokens.copy]
         with record_function("memlaw.objective"):
             weights = self.objective.weights(tokens).detach()
+            finishing = [run.finish_step is not None for run in self.runs]
+            if any(finishing):
+                finishing = torch.tensor(finishing, device=tokens.copy.device)[tokens.copy]
+                weights = torch.where(finishing, threshold_mask(tokens, CERTIFY_PROBABILITY, "sft"), weights)
             loss = copy_losses(tokens.losses, weights, tokens.copy, copies).sum()
             return loss, copy_stats(tokens.losses.detach(), tokens.copy, copies, weights)  # one sync
 
@@ -327,8 +342,10 @@ class CopyTraining:
     def end_epoch(self) -> None:
         """The plateau rule for each copy, then a clean check of the copies whose batches were all
         below ln 2, when one is due."""
-        for run in self.runs:
+        for j, run in enumerate(self.runs):
             run.end_epoch(self.step)
+            if run.reason == "converged" and run.certified is None and self.config.finish_stubborn:
+                self.start_finishing(j)
         config = self.config
         due = config.check_every and (self.epoch % config.check_every == 0 or self.step >= self.total)
         pending = [j for j, run in enumerate(self.runs) if run.certified is None and run.below and run.reason is None]
@@ -340,6 +357,20 @@ class CopyTraining:
                 copies=self.adapter.copies,
             )  # fmt: skip
         self.certify([j for j in pending if float(tokens.of_copy(j).losses.max()) < CERTIFY_LOSS])
+
+    def start_finishing(self, copy: int) -> None:
+        """The finishing phase of a copy that plateaued short of certification (once per copy):
+        MemFT-OT (gradient only on the tokens still at p <= 0.5; a plain SFT step for a batch
+        without any) at a tenth of the rate, from a fresh AdamW and plateau schedule, until
+        certified, a plateau or the cap. Under SFT the few stubborn tokens left weigh little in
+        the mean; at the full rate OT undid other items, and without its SFT steps it left
+        tokens hovering at p 0.5 (docs/convergence.md)."""
+        run = self.runs[copy]
+        if run.finish_step is not None:
+            return
+        run.finish_step, run.reason, run.lr = self.step, None, run.lr * PLATEAU_FACTOR
+        config = replace(self.config, lr=run.lr)
+        run.schedule = CopySchedule(self.adapter.copy_parameters(copy), config, self.total, len(self.data.items))
 
     def certify(self, copies: list[int]) -> None:
         """The one certification path: ``copies`` have every token at p > 0.5 after ``step`` updates."""
