@@ -24,8 +24,12 @@ from memlaw.errors import MemlawInputError
 from memlaw.measure.teacher_forced import batch_token_losses, evaluate_tokens
 from memlaw.models.loading import bf16_autocast_available
 from memlaw.placements.base import Adapter
-from memlaw.training.memft import threshold_mask
+from memlaw.training.memft import OnlyThreshold
 from memlaw.training.objectives import SFT, Objective, copy_losses
+
+#: The objective of a finishing phase (``finish_stubborn``): MemFT-OT, gradient only on the tokens
+#: still at p <= 0.5 and a plain SFT step for a batch without any.
+FINISHER = OnlyThreshold(threshold=CERTIFY_PROBABILITY)
 
 
 @dataclass
@@ -306,9 +310,9 @@ class CopyTraining:
         with record_function("memlaw.objective"):
             weights = self.objective.weights(tokens).detach()
             finishing = [run.finish_step is not None for run in self.runs]
-            if any(finishing):
-                finishing = torch.tensor(finishing, device=tokens.copy.device)[tokens.copy]
-                weights = torch.where(finishing, threshold_mask(tokens, CERTIFY_PROBABILITY, "sft"), weights)
+            if any(finishing):  # those copies' tokens take the finisher's weights
+                of_finishing = torch.tensor(finishing, device=tokens.copy.device)[tokens.copy]
+                weights = torch.where(of_finishing, FINISHER.weights(tokens), weights)
             loss = copy_losses(tokens.losses, weights, tokens.copy, copies).sum()
             return loss, copy_stats(tokens.losses.detach(), tokens.copy, copies, weights)  # one sync
 
@@ -344,7 +348,8 @@ class CopyTraining:
         below ln 2, when one is due."""
         for j, run in enumerate(self.runs):
             run.end_epoch(self.step)
-            if run.reason == "converged" and run.certified is None and self.config.finish_stubborn:
+            short = run.reason == "converged" and run.certified is None
+            if short and self.config.finish_stubborn and run.finish_step is None:  # once per copy
                 self.start_finishing(j)
         config = self.config
         due = config.check_every and (self.epoch % config.check_every == 0 or self.step >= self.total)
@@ -359,15 +364,12 @@ class CopyTraining:
         self.certify([j for j in pending if float(tokens.of_copy(j).losses.max()) < CERTIFY_LOSS])
 
     def start_finishing(self, copy: int) -> None:
-        """The finishing phase of a copy that plateaued short of certification (once per copy):
-        MemFT-OT (gradient only on the tokens still at p <= 0.5; a plain SFT step for a batch
-        without any) at a tenth of the rate, from a fresh AdamW and plateau schedule, until
-        certified, a plateau or the cap. Under SFT the few stubborn tokens left weigh little in
-        the mean; at the full rate OT undid other items, and without its SFT steps it left
-        tokens hovering at p 0.5 (docs/convergence.md)."""
+        """The finishing phase of a copy that plateaued short of certification: ``FINISHER`` at a
+        tenth of the rate, from a fresh AdamW and plateau schedule, until certified, a plateau or
+        the cap. Under SFT the few stubborn tokens left weigh little in the mean; at the full rate
+        OT undid other items, and without its SFT steps it left tokens hovering at p 0.5
+        (docs/convergence.md)."""
         run = self.runs[copy]
-        if run.finish_step is not None:
-            return
         run.finish_step, run.reason, run.lr = self.step, None, run.lr * PLATEAU_FACTOR
         config = replace(self.config, lr=run.lr)
         run.schedule = CopySchedule(self.adapter.copy_parameters(copy), config, self.total, len(self.data.items))
