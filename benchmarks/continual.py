@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="JSONL of cycles (resumed if present)")
     parser.add_argument("--adapter", choices=sorted(ADAPTERS), default="default")
     parser.add_argument("--rank", type=int, default=1)
-    # eight: with the finishing phase, rank 1 of the default adapter still certified cycle 6's 600 tokens
+    # eight: in a bf16 run with the finishing phase, rank 1 of the default adapter still certified cycle 6
     parser.add_argument("--cycles", type=int, default=8, help="files, one per cycle (past the adapter's capacity)")
     parser.add_argument("--records", type=int, default=10, help="records per cycle file")
     parser.add_argument("--seed", type=int, default=0)
